@@ -1,0 +1,218 @@
+// Package gocpu is the plain-Go engine backend ("go"): slow, portable, and
+// independent of oneDNN, so it runs in CGO_ENABLED=0 builds and serves as a
+// second implementation of the compiled layout for cross-checks. Arithmetic is
+// float32 storage with float64 accumulation in every reduction.
+package gocpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/bertq/bertq/artifact"
+	"github.com/bertq/bertq/bert"
+	"github.com/bertq/bertq/engine"
+)
+
+func init() { engine.Register(backend{}) }
+
+type backend struct{}
+
+func (backend) Name() string     { return "go" }
+func (backend) Available() error { return nil }
+func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
+	w, err := engine.ReadWeights(f)
+	if err != nil {
+		return nil, err
+	}
+	m := &model{w: w, mats: map[*engine.Matrix][]float32{}}
+	// Widen bf16 weights once; the arithmetic is float32 either way.
+	for l := range w.Layers {
+		lw := &w.Layers[l]
+		for _, mx := range []*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
+			m.mats[mx] = widen(mx)
+		}
+	}
+	return m, nil
+}
+
+func widen(mx *engine.Matrix) []float32 {
+	if mx.F32 != nil {
+		return mx.F32
+	}
+	out := make([]float32, len(mx.BF16))
+	for i, v := range mx.BF16 {
+		out[i] = artifact.FromBF16(v)
+	}
+	return out
+}
+
+type model struct {
+	w    *engine.Weights
+	mats map[*engine.Matrix][]float32
+}
+
+func (m *model) Spec() engine.Spec { return m.w.Spec }
+func (m *model) Backend() string   { return "go" }
+func (m *model) Close() error      { return nil }
+
+func (m *model) NewRunner(int) (engine.Runner, error) {
+	c, s := m.w.Config, m.w.Spec
+	n := s.Batch * s.Seq
+	return &runner{m: m,
+		x:   make([]float32, n*c.HiddenSize),
+		qkv: make([]float32, n*3*c.HiddenSize),
+		ctx: make([]float32, n*c.HiddenSize),
+		tmp: make([]float32, n*c.HiddenSize),
+		ffn: make([]float32, n*c.IntermediateSize),
+	}, nil
+}
+
+type runner struct {
+	m                     *model
+	x, qkv, ctx, tmp, ffn []float32
+}
+
+func (r *runner) Close() error { return nil }
+
+func (r *runner) Run(in engine.Input, logits []float32) error {
+	w := r.m.w
+	c, s := w.Config, w.Spec
+	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
+		return err
+	}
+	if len(logits) != s.Batch*s.Labels {
+		return fmt.Errorf("%w: logits buffer holds %d values, want %d", engine.ErrInput, len(logits), s.Batch*s.Labels)
+	}
+	H, I, n := c.HiddenSize, c.IntermediateSize, s.Batch*s.Seq
+	w.Embed(in, r.x)
+	for l := range w.Layers {
+		lw := &w.Layers[l]
+		matmul(r.x, r.m.mats[&lw.QKV], lw.QKVBias, r.qkv, n, H, 3*H)
+		r.attention(in.AttentionMask)
+		matmul(r.ctx, r.m.mats[&lw.AttnOut], lw.AttnOutBias, r.tmp, n, H, H)
+		addNorm(r.x, r.tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
+		matmul(r.x, r.m.mats[&lw.FFNIn], lw.FFNInBias, r.ffn, n, H, I)
+		gelu(r.ffn, w.Activation)
+		matmul(r.ffn, r.m.mats[&lw.FFNOut], lw.FFNOutBias, r.tmp, n, I, H)
+		addNorm(r.x, r.tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
+	}
+	w.Classify(r.x, logits)
+	return nil
+}
+
+// attention computes softmax(QKᵀ + mask)·V per sequence and head; the 1/√d
+// scale is already folded into Q by the compiler.
+func (r *runner) attention(mask []int32) {
+	w := r.m.w
+	H, S, nh := w.Config.HiddenSize, w.Spec.Seq, w.Config.NumHeads
+	d := H / nh
+	parallel(w.Spec.Batch*nh, func(job int) {
+		b, h := job/nh, job%nh
+		scores := make([]float64, S)
+		acc := make([]float64, d)
+		for i := 0; i < S; i++ {
+			q := r.qkv[(b*S+i)*3*H+h*d:][:d]
+			maxv := math.Inf(-1)
+			for j := 0; j < S; j++ {
+				if mask[b*S+j] == 0 {
+					scores[j] = math.Inf(-1)
+					continue
+				}
+				k := r.qkv[(b*S+j)*3*H+H+h*d:][:d]
+				var dot float64
+				for t := range q {
+					dot += float64(q[t]) * float64(k[t])
+				}
+				scores[j] = dot
+				maxv = math.Max(maxv, dot)
+			}
+			var sum float64
+			for j := range scores {
+				if math.IsInf(scores[j], -1) || math.IsInf(maxv, -1) {
+					scores[j] = 0
+					continue
+				}
+				scores[j] = math.Exp(scores[j] - maxv)
+				sum += scores[j]
+			}
+			clear(acc)
+			for j := 0; j < S; j++ {
+				if scores[j] == 0 {
+					continue
+				}
+				p := scores[j] / sum
+				v := r.qkv[(b*S+j)*3*H+2*H+h*d:][:d]
+				for t := range acc {
+					acc[t] += p * float64(v[t])
+				}
+			}
+			out := r.ctx[(b*S+i)*H+h*d:][:d]
+			for t := range out {
+				out[t] = float32(acc[t])
+			}
+		}
+	})
+}
+
+// matmul computes out[m][n] = x[m][k]·wt[k][n] + bias[n].
+func matmul(x, wt, bias, out []float32, m, k, n int) {
+	parallel(m, func(i int) {
+		acc := make([]float64, n)
+		for j := range acc {
+			acc[j] = float64(bias[j])
+		}
+		row := x[i*k:][:k]
+		for t, xv := range row {
+			if xv == 0 {
+				continue
+			}
+			xf := float64(xv)
+			wr := wt[t*n:][:n]
+			for j, wv := range wr {
+				acc[j] += xf * float64(wv)
+			}
+		}
+		o := out[i*n:][:n]
+		for j := range o {
+			o[j] = float32(acc[j])
+		}
+	})
+}
+
+func addNorm(x, delta, gamma, beta []float32, h int, eps float64) {
+	for i := range x {
+		x[i] += delta[i]
+	}
+	for r := 0; r < len(x)/h; r++ {
+		engine.LayerNorm(x[r*h:(r+1)*h], gamma, beta, eps)
+	}
+}
+
+func gelu(x []float32, a bert.Activation) {
+	for i, v := range x {
+		x[i] = float32(a.Apply(float64(v)))
+	}
+}
+
+// parallel runs fn(0..n-1) over GOMAXPROCS goroutines.
+func parallel(n int, fn func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
