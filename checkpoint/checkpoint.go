@@ -151,7 +151,7 @@ func OpenDir(dir string) (*Dir, error) {
 	}
 	st, err := os.Stat(abs)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("checkpoint %s: not a directory (give the directory holding config.json and model.safetensors): %w", dir, ErrNoWeights)
@@ -159,7 +159,7 @@ func OpenDir(dir string) (*Dir, error) {
 	cfgPath := filepath.Join(abs, ConfigFile)
 	data, err := os.ReadFile(cfgPath)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	cfg, archs, err := parseConfig(cfgPath, data)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/bertq/bertq/bert"
 )
 
 // DType is a safetensors element type, spelled as in the file header.
@@ -69,7 +71,8 @@ func (t TensorInfo) NumElements() int64 {
 // File is an open safetensors file. It reads tensors from a read-only memory
 // map of the file (or with ReadAt where mapping is not possible), so a tensor
 // is copied once, straight into its float32 slice. A File is safe for
-// concurrent use; Close it when done (slices it returned stay valid).
+// concurrent use; Close it when done (slices it returned stay valid). As with
+// any memory map, the file must not be truncated while it is open.
 type File struct {
 	path      string
 	size      int64
@@ -84,6 +87,11 @@ type File struct {
 	closer func() error
 	closed bool
 }
+
+var (
+	_ bert.TensorSource = (*File)(nil)
+	_ bert.TensorSource = (*Dir)(nil)
+)
 
 // OpenSafetensors opens and validates a safetensors file: the header must be
 // well-formed JSON and every tensor's data_offsets must lie inside the data

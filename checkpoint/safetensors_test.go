@@ -234,13 +234,12 @@ func TestSafetensorsBadInput(t *testing.T) {
 		file []byte
 		want error
 		msg  string
-		size int64 // if set, the file is extended (sparsely) to this size
 	}{
 		{"empty file", nil, ErrCorrupt, "too short"},
 		{"five bytes", []byte{1, 2, 3, 4, 5}, ErrCorrupt, "too short"},
 		{"header length beyond file", image(valid, f32bytes(1, 2))[:30], ErrCorrupt, "header length 54 is larger than the 22 bytes"},
 		{"absurd header length", append(binary.LittleEndian.AppendUint64(nil, 1<<63), "{}"...), ErrCorrupt, "header length"},
-		{"huge header length", binary.LittleEndian.AppendUint64(nil, 200<<20), ErrCorrupt, "limit", 8 + 200<<20},
+		{"huge header length", binary.LittleEndian.AppendUint64(nil, 200<<20), ErrCorrupt, "limit"}, // extended below
 		{"tiny header", image("{", nil), ErrCorrupt, "too short for a JSON object"},
 		{"truncated data", image(valid, f32bytes(1)), ErrCorrupt, "run past the 4-byte data section"},
 		{"invalid JSON", image(`{"a":{"dtype":"F32",`, nil), ErrCorrupt, "invalid header JSON"},
@@ -274,8 +273,8 @@ func TestSafetensorsBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := writeTemp(t, "bad.safetensors", c.file)
-			if c.size > 0 {
-				if err := os.Truncate(p, c.size); err != nil {
+			if c.name == "huge header length" { // a sparse file big enough to hold the header
+				if err := os.Truncate(p, 8+200<<20); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -142,7 +142,7 @@ func SyntheticFill(name string, dst []float32, start int) {
 		x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
 		x = (x ^ x>>27) * 0x94D049BB133111EB
 		x ^= x >> 31
-		u := float64(x>>40) / (1 << 24)
+		u := float64(int64(x>>40)) * 0x1p-24 // exact: x>>40 < 2^24
 		// The explicit conversion rounds the product, so it is never fused
 		// into a multiply-add: the reference arithmetic is unfused float64.
 		dst[k] = float32(center + float64(scale*(2*u-1)))

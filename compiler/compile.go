@@ -109,7 +109,12 @@ func Compile(src Source, out string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	tmpPath := tmp.Name()
+	// CreateTemp makes the file private; an artifact is meant to be shared.
+	err = tmp.Chmod(0o644)
 	tmp.Close()
+	if err != nil {
+		return nil, err
+	}
 	defer os.Remove(tmpPath)
 
 	hdr := artifact.Header{

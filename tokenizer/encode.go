@@ -163,8 +163,8 @@ func (k *sink) add(id int32) {
 type scratch struct {
 	chunk []byte // cleaned text between two spaces
 	nfd   []byte // chunk after NFD
+	iter  norm.Iter
 	word  []byte // normalized word between punctuation
-	piece []byte // "##" + candidate
 	a, b  []int32
 }
 
@@ -245,11 +245,16 @@ func (t *Tokenizer) flushChunk(chunk []byte, ascii bool, k *sink, sc *scratch) [
 		return chunk
 	}
 	src := chunk
-	if !ascii && t.stripAccents {
+	if !ascii && t.lowercase {
 		// NFD never reorders across a space or CJK ideograph (both are
 		// starters), so per-chunk NFD equals whole-text NFD.
-		sc.nfd = norm.NFD.Append(sc.nfd[:0], chunk...)
-		src = sc.nfd
+		// (norm.Iter, reused, does not allocate; Form.Append does.)
+		sc.iter.Init(norm.NFD, chunk)
+		nfd := sc.nfd[:0]
+		for !sc.iter.Done() {
+			nfd = append(nfd, sc.iter.Next()...)
+		}
+		sc.nfd, src = nfd, nfd
 	}
 	word := sc.word[:0]
 	nr := 0 // runes in word
@@ -258,9 +263,9 @@ func (t *Tokenizer) flushChunk(chunk []byte, ascii bool, k *sink, sc *scratch) [
 		if c < utf8.RuneSelf {
 			i++
 			if isASCIIPunct(c) {
-				word = t.flushWord(word, nr, k, sc)
+				word = t.flushWord(word, nr, k)
 				nr = 0
-				t.flushWord(append(word, c), 1, k, sc)
+				t.flushWord(append(word, c), 1, k)
 				continue
 			}
 			if t.lowercase && 'A' <= c && c <= 'Z' {
@@ -273,37 +278,33 @@ func (t *Tokenizer) flushChunk(chunk []byte, ascii bool, k *sink, sc *scratch) [
 		r, size := utf8.DecodeRune(src[i:])
 		i += size
 		cls := class(r)
-		if t.stripAccents && cls&cMn != 0 {
+		if t.lowercase && cls&cMn != 0 {
 			continue
 		}
 		if t.lowercase {
-			if r == 'İ' {
-				// Rust's char::to_lowercase is the full mapping: "i̇".
-				// Unreachable when accents are stripped (NFD splits it).
-				word = append(word, 'i', 0xcc, 0x87)
-				nr += 2
-				continue
-			}
+			// Rust lowercases with the full mapping, which differs from
+			// unicode.ToLower only for U+0130 (to "i\u0307"); NFD has
+			// already split that into I + U+0307 here.
 			if l := unicode.ToLower(r); l != r {
 				r = l
 				cls = class(r)
 			}
 		}
 		if cls&cPunct != 0 {
-			word = t.flushWord(word, nr, k, sc)
+			word = t.flushWord(word, nr, k)
 			nr = 0
-			t.flushWord(utf8.AppendRune(word, r), 1, k, sc)
+			t.flushWord(utf8.AppendRune(word, r), 1, k)
 			continue
 		}
 		word = utf8.AppendRune(word, r)
 		nr++
 	}
-	sc.word = t.flushWord(word, nr, k, sc)
+	sc.word = t.flushWord(word, nr, k)
 	return chunk[:0]
 }
 
 // flushWord WordPieces word (nr runes) into k and returns word[:0].
-func (t *Tokenizer) flushWord(word []byte, nr int, k *sink, sc *scratch) []byte {
+func (t *Tokenizer) flushWord(word []byte, nr int, k *sink) []byte {
 	if len(word) == 0 {
 		return word
 	}
@@ -317,29 +318,21 @@ func (t *Tokenizer) flushWord(word []byte, nr int, k *sink, sc *scratch) []byte 
 	}
 	mark, n0 := len(k.ids), k.n
 	for start := 0; start < len(word); {
-		end := len(word)
-		if end-start > t.maxTokenLen {
-			end = start + t.maxTokenLen
-			for end > start && !utf8.RuneStart(word[end]) {
-				end--
+		// Longest vocabulary token that is a prefix of word[start:]: walk
+		// the trie from the root (word start) or from the "##" node. A
+		// match always ends on a rune boundary, as tokens are valid UTF-8.
+		node := int32(0)
+		if start > 0 {
+			node = t.trie.cont
+		}
+		id, end := int32(-1), 0
+		for i := start; i < len(word) && node >= 0; i++ {
+			node = t.trie.next(node, word[i])
+			if node >= 0 && t.trie.id[node] >= 0 {
+				id, end = t.trie.id[node], i+1
 			}
 		}
-		var id int32
-		found := false
-		for end > start {
-			if start == 0 {
-				id, found = t.vocab[string(word[:end])]
-			} else {
-				sc.piece = append(append(sc.piece[:0], "##"...), word[start:end]...)
-				id, found = t.vocab[string(sc.piece)]
-			}
-			if found {
-				break
-			}
-			_, size := utf8.DecodeLastRune(word[start:end])
-			end -= size
-		}
-		if !found {
+		if id < 0 {
 			k.ids, k.n = k.ids[:mark], n0
 			k.add(t.unk)
 			return word[:0]
@@ -348,4 +341,52 @@ func (t *Tokenizer) flushWord(word []byte, nr int, k *sink, sc *scratch) []byte 
 		start = end
 	}
 	return word[:0]
+}
+
+// trie is a byte trie of the vocabulary: greedy longest-match WordPiece walks
+// it once per piece instead of hashing every candidate substring.
+type trie struct {
+	root  [256]int32       // children of the root, -1 if none
+	edges map[uint64]int32 // node<<8 | byte -> child, below the root
+	id    []int32          // token id ending at each node, -1 if none
+	cont  int32            // the node of "##", where continuations start; -1 if none
+}
+
+func (tr *trie) next(node int32, c byte) int32 {
+	if node == 0 {
+		return tr.root[c]
+	}
+	if child, ok := tr.edges[uint64(node)<<8|uint64(c)]; ok {
+		return child
+	}
+	return -1
+}
+
+func newTrie(tokens []string) *trie {
+	tr := &trie{edges: make(map[uint64]int32, 4*len(tokens)), id: []int32{-1}}
+	for i := range tr.root {
+		tr.root[i] = -1
+	}
+	for id, tok := range tokens {
+		node := int32(0)
+		for i := 0; i < len(tok); i++ {
+			child := tr.next(node, tok[i])
+			if child < 0 {
+				child = int32(len(tr.id))
+				tr.id = append(tr.id, -1)
+				if node == 0 {
+					tr.root[tok[i]] = child
+				} else {
+					tr.edges[uint64(node)<<8|uint64(tok[i])] = child
+				}
+			}
+			node = child
+		}
+		tr.id[node] = int32(id)
+	}
+	tr.cont = tr.next(0, '#')
+	if tr.cont >= 0 {
+		tr.cont = tr.next(tr.cont, '#')
+	}
+	return tr
 }

@@ -66,9 +66,8 @@ type Tokenizer struct {
 	raw    []byte   // the vocabulary file as given
 	digest string
 
-	lowercase    bool
-	stripAccents bool
-	maxTokenLen  int // longest token, in bytes: no longer substring can match
+	lowercase bool // do_lower_case
+	trie      *trie
 
 	unk, cls, sep, pad int32
 	specials           []special // never-split tokens present in the vocabulary
@@ -85,17 +84,14 @@ type special struct {
 type Option func(*config)
 
 type config struct {
-	lowercase    bool
-	stripAccents *bool // nil: follows lowercase, as in Hugging Face
+	lowercase bool
 }
 
 // WithLowercase sets do_lower_case (default true for Load): lowercase the
-// text and, unless WithStripAccents says otherwise, strip accents.
+// text and strip accents (Hugging Face's strip_accents follows
+// do_lower_case unless set; this package supports only that default, so a
+// Tokenizer is fully described by its vocabulary and Lowercase()).
 func WithLowercase(on bool) Option { return func(c *config) { c.lowercase = on } }
-
-// WithStripAccents overrides Hugging Face's strip_accents, which otherwise
-// follows lowercase.
-func WithStripAccents(on bool) Option { return func(c *config) { c.stripAccents = &on } }
 
 var (
 	defaultOnce sync.Once
@@ -127,8 +123,9 @@ func Load(vocabPath string, opts ...Option) (*Tokenizer, error) {
 
 // LoadDir loads the tokenizer of a Hugging Face checkpoint directory: its
 // vocab.txt and, if present, tokenizer_config.json (do_lower_case, default
-// true; strip_accents, default following do_lower_case). A config that
-// disables tokenize_chinese_chars is rejected with ErrBadConfig.
+// true as in Hugging Face). A config this package cannot honour is rejected
+// with ErrBadConfig: strip_accents set to other than do_lower_case, or
+// tokenize_chinese_chars false.
 func LoadDir(dir string) (*Tokenizer, error) {
 	vocab, err := os.ReadFile(filepath.Join(dir, "vocab.txt"))
 	if err != nil {
@@ -150,11 +147,13 @@ func LoadDir(dir string) (*Tokenizer, error) {
 		if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadConfig, cfgPath, err)
 		}
+		lower := true
 		if cfg.DoLowerCase != nil {
-			opts = append(opts, WithLowercase(*cfg.DoLowerCase))
+			lower = *cfg.DoLowerCase
 		}
-		if cfg.StripAccents != nil {
-			opts = append(opts, WithStripAccents(*cfg.StripAccents))
+		opts = append(opts, WithLowercase(lower))
+		if cfg.StripAccents != nil && *cfg.StripAccents != lower {
+			return nil, fmt.Errorf("%w: %s: strip_accents=%v with do_lower_case=%v is not supported", ErrBadConfig, cfgPath, *cfg.StripAccents, lower)
 		}
 		if cfg.TokenizeChineseChars != nil && !*cfg.TokenizeChineseChars {
 			return nil, fmt.Errorf("%w: %s: tokenize_chinese_chars=false is not supported", ErrBadConfig, cfgPath)
@@ -163,20 +162,17 @@ func LoadDir(dir string) (*Tokenizer, error) {
 	return New(vocab, true, opts...)
 }
 
-// New builds a tokenizer from the bytes of a vocab.txt. lowercase is
-// do_lower_case; opts may override it. The bytes are copied.
+// New builds a tokenizer from the bytes of a vocab.txt (one token per line,
+// LF or CRLF, the id being the 0-based line number). lowercase is
+// do_lower_case; a WithLowercase option overrides it. The bytes are copied.
 func New(vocab []byte, lowercase bool, opts ...Option) (*Tokenizer, error) {
 	cfg := config{lowercase: lowercase}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	t := &Tokenizer{
-		raw:          bytes.Clone(vocab),
-		lowercase:    cfg.lowercase,
-		stripAccents: cfg.lowercase,
-	}
-	if cfg.stripAccents != nil {
-		t.stripAccents = *cfg.stripAccents
+		raw:       bytes.Clone(vocab),
+		lowercase: cfg.lowercase,
 	}
 	if err := t.parseVocab(); err != nil {
 		return nil, err
@@ -187,7 +183,7 @@ func New(vocab []byte, lowercase bool, opts ...Option) (*Tokenizer, error) {
 	return t, nil
 }
 
-// parseVocab fills vocab, tokens, the special ids and maxTokenLen from raw.
+// parseVocab fills vocab, tokens, trie and the special ids from raw.
 func (t *Tokenizer) parseVocab() error {
 	data := t.raw
 	if len(data) == 0 {
@@ -223,8 +219,8 @@ func (t *Tokenizer) parseVocab() error {
 		id := int32(len(t.tokens))
 		t.vocab[tok] = id
 		t.tokens = append(t.tokens, tok)
-		t.maxTokenLen = max(t.maxTokenLen, len(tok))
 	}
+	t.trie = newTrie(t.tokens)
 	var missing []string
 	for _, sp := range []struct {
 		name string
@@ -257,12 +253,9 @@ func trimCR(s string) string {
 // VocabSize is the number of tokens (ids are 0..VocabSize()-1).
 func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
 
-// Lowercase reports do_lower_case.
+// Lowercase reports do_lower_case (which implies accent stripping).
+// New(t.VocabBytes(), t.Lowercase()) rebuilds an identical Tokenizer.
 func (t *Tokenizer) Lowercase() bool { return t.lowercase }
-
-// StripAccents reports whether accents are stripped (NFD, Mn removed); it
-// equals Lowercase() unless WithStripAccents said otherwise.
-func (t *Tokenizer) StripAccents() bool { return t.stripAccents }
 
 // Digest is the hex SHA-256 of the vocabulary file's bytes.
 func (t *Tokenizer) Digest() string { return t.digest }

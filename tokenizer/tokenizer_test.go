@@ -144,8 +144,8 @@ func TestDefaultVocab(t *testing.T) {
 	if tok.VocabBytes()[0] != '[' {
 		t.Error("VocabBytes is not a copy")
 	}
-	if !tok.Lowercase() || !tok.StripAccents() {
-		t.Error("default tokenizer should lowercase and strip accents")
+	if !tok.Lowercase() {
+		t.Error("default tokenizer should lowercase")
 	}
 }
 
@@ -173,8 +173,6 @@ func TestRules(t *testing.T) {
 		{"cased keeps case and accents", newTest(t, false), "Hello hello Café", []string{"Hello", "hello", "Café"}},
 		{"cased unknown case", newTest(t, false), "HELLO", []string{UnkToken}},
 		{"uncased lowercases", newTest(t, true), "HELLO Café", []string{"hello", "cafe"}},
-		{"strip without lowercase", newTest(t, false, WithStripAccents(true)), "Café", []string{UnkToken}},
-		{"lowercase without strip", newTest(t, true, WithStripAccents(false)), "É", []string{"é"}},
 		{"continuation pieces", newTest(t, false), "hello hello,hello", []string{"hello", "hello", ",", "hello"}},
 		{"word of pieces", newTest(t, false), "abbb", []string{"a", "##b", "##b", "##b"}},
 		{"partial match is UNK", newTest(t, false), "abc a", []string{UnkToken, "a"}},
@@ -381,8 +379,11 @@ func TestLoadAndLoadDir(t *testing.T) {
 		t.Errorf("digest %q", tok.Digest())
 	}
 	tok, err = Load(vocabPath, WithLowercase(false))
-	if err != nil || tok.Lowercase() || tok.StripAccents() {
+	if err != nil || tok.Lowercase() {
 		t.Fatalf("Load cased: %v", err)
+	}
+	if got := tok.Tokenize("Café HELLO"); !slices.Equal(got, []string{"Café", UnkToken}) {
+		t.Errorf("Load cased: %q", got)
 	}
 	if _, err := Load(filepath.Join(dir, "nope.txt")); err == nil {
 		t.Error("Load of a missing file succeeded")
@@ -395,16 +396,19 @@ func TestLoadAndLoadDir(t *testing.T) {
 	}
 	cfg := filepath.Join(dir, "tokenizer_config.json")
 	for _, c := range []struct {
-		json         string
-		lower, strip bool
-		err          error
+		json  string
+		lower bool
+		err   error
 	}{
-		{`{"do_lower_case": false, "model_max_length": 512}`, false, false, nil},
-		{`{"do_lower_case": true, "strip_accents": null}`, true, true, nil},
-		{`{"do_lower_case": true, "strip_accents": false}`, true, false, nil},
-		{`{"tokenize_chinese_chars": false}`, false, false, ErrBadConfig},
-		{`{"do_lower_case": "yes"}`, false, false, ErrBadConfig},
-		{`not json`, false, false, ErrBadConfig},
+		{`{"do_lower_case": false, "model_max_length": 512}`, false, nil},
+		{`{"do_lower_case": true, "strip_accents": null}`, true, nil},
+		{`{"strip_accents": true, "tokenize_chinese_chars": true}`, true, nil},
+		{`{"do_lower_case": false, "strip_accents": false}`, false, nil},
+		{`{"do_lower_case": true, "strip_accents": false}`, false, ErrBadConfig},
+		{`{"do_lower_case": false, "strip_accents": true}`, false, ErrBadConfig},
+		{`{"tokenize_chinese_chars": false}`, false, ErrBadConfig},
+		{`{"do_lower_case": "yes"}`, false, ErrBadConfig},
+		{`not json`, false, ErrBadConfig},
 	} {
 		if err := os.WriteFile(cfg, []byte(c.json), 0o644); err != nil {
 			t.Fatal(err)
@@ -416,8 +420,8 @@ func TestLoadAndLoadDir(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || tok.Lowercase() != c.lower || tok.StripAccents() != c.strip {
-			t.Errorf("LoadDir(%s): %v lower=%v strip=%v", c.json, err, tok != nil && tok.Lowercase(), tok != nil && tok.StripAccents())
+		if err != nil || tok.Lowercase() != c.lower {
+			t.Errorf("LoadDir(%s): %v lower=%v", c.json, err, tok != nil && tok.Lowercase())
 		}
 	}
 	if _, err := LoadDir(t.TempDir()); err == nil {

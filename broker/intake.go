@@ -1,0 +1,366 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/bertq/bertq/schemas"
+)
+
+// IntakeVersion is the intake's micro service version.
+const IntakeVersion = "1.0.0"
+
+// IntakeOption configures StartIntake.
+type IntakeOption func(*intakeOptions)
+
+type intakeOptions struct {
+	log            zerolog.Logger
+	knownTTL       time.Duration
+	unknownTTL     time.Duration
+	publishTimeout time.Duration
+	maxPending     int
+	lookupTimeout  time.Duration
+}
+
+// WithIntakeLogger logs the intake's failures (default: none). Request
+// payloads are never logged; ids are quoted and truncated.
+func WithIntakeLogger(l zerolog.Logger) IntakeOption { return func(o *intakeOptions) { o.log = l } }
+
+// WithModelCache sets how long the answer "model exists" (default 5 s) and
+// "no such model" (default 1 s) are reused before the bucket is asked again.
+func WithModelCache(known, unknown time.Duration) IntakeOption {
+	return func(o *intakeOptions) { o.knownTTL, o.unknownTTL = known, unknown }
+}
+
+// WithPublishTimeout bounds the wait for JetStream's PubAck (default 5 s);
+// past it the caller gets unavailable.
+func WithPublishTimeout(d time.Duration) IntakeOption {
+	return func(o *intakeOptions) { o.publishTimeout = d }
+}
+
+// WithMaxPending bounds publishes awaiting their PubAck (default 4096).
+func WithMaxPending(n int) IntakeOption { return func(o *intakeOptions) { o.maxPending = n } }
+
+// Intake is the request/reply front door: a micro service (schemas.IntakeService)
+// with an endpoint on bert.infer.* and one on bert.compile that checks each
+// request's envelope and enqueues it, carrying the caller's inbox in a header.
+// The worker answers; the intake only answers when it cannot enqueue.
+type Intake struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	svc micro.Service
+	o   intakeOptions
+	log zerolog.Logger
+
+	// pending maps each published *nats.Msg to its caller until the PubAck.
+	pending sync.Map
+
+	mu     sync.Mutex
+	models map[string]modelEntry
+	bucket jetstream.ObjectStore
+}
+
+type modelEntry struct {
+	exists  bool
+	expires time.Time
+}
+
+// pendingReq is a request whose PubAck has not arrived yet.
+type pendingReq struct {
+	reply   string
+	enc     schemas.Encoding
+	id      string
+	model   string // "" for a compile job
+	name    string // compile job name
+	compile bool
+}
+
+// StartIntake registers the intake service on nc. Several intakes may run
+// side by side: the endpoints share a queue group.
+func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
+	o := intakeOptions{
+		log: zerolog.Nop(), knownTTL: 5 * time.Second, unknownTTL: time.Second,
+		publishTimeout: 5 * time.Second, maxPending: 4096, lookupTimeout: 5 * time.Second,
+	}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	in := &Intake{nc: nc, o: o, log: o.log, models: map[string]modelEntry{}}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(o.maxPending),
+		jetstream.WithPublishAsyncTimeout(o.publishTimeout),
+		jetstream.WithPublishAsyncAckHandler(in.onAck),
+		jetstream.WithPublishAsyncErrHandler(in.onPublishErr),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIntake, err)
+	}
+	in.js = js
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        schemas.IntakeService,
+		Version:     IntakeVersion,
+		Description: "bertq intake: checks requests and queues them for the workers",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIntake, err)
+	}
+	in.svc = svc
+	if err := svc.AddEndpoint("infer", micro.HandlerFunc(in.handleInfer),
+		micro.WithEndpointSubject(schemas.InferSubjectPrefix+"*"),
+		micro.WithEndpointMetadata(map[string]string{"format": "schemas.InferRequest (JSON or msgpack)"})); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("%w: infer endpoint: %v", ErrIntake, err)
+	}
+	if err := svc.AddEndpoint("compile", micro.HandlerFunc(in.handleCompile),
+		micro.WithEndpointSubject(schemas.CompileSubject),
+		micro.WithEndpointMetadata(map[string]string{"format": "schemas.CompileJob (JSON or msgpack)"})); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("%w: compile endpoint: %v", ErrIntake, err)
+	}
+	return in, nil
+}
+
+// Service is the intake's micro service.
+func (in *Intake) Service() micro.Service { return in.svc }
+
+// Stop unregisters the service and waits (up to the publish timeout) for the
+// PubAcks of requests already taken in, so that their failures still get a reply.
+func (in *Intake) Stop() error {
+	err := in.svc.Stop()
+	select {
+	case <-in.js.PublishAsyncComplete():
+	case <-time.After(in.o.publishTimeout):
+	}
+	return err
+}
+
+func (in *Intake) handleInfer(req micro.Request) {
+	model := strings.TrimPrefix(req.Subject(), schemas.InferSubjectPrefix)
+	enc := schemas.Detect(req.Headers().Get(schemas.HeaderContentType), req.Data())
+	p := &pendingReq{reply: req.Reply(), enc: enc, model: model}
+	id, data, e := schemas.EnsureID(enc, req.Data(), nuid.Next)
+	if e != nil {
+		in.replySync(req, p, e)
+		return
+	}
+	p.id = id
+	if !schemas.ValidName(model) {
+		in.replySync(req, p, schemas.Errorf(schemas.CodeUnknownModel,
+			"%q is not a model name: 1 to 64 of letters, digits, '-' and '_'", clip(model, 80)))
+		return
+	}
+	exists, err := in.modelExists(model)
+	if err != nil {
+		in.log.Warn().Err(err).Str("model", model).Msg("model lookup failed")
+		in.replySync(req, p, schemas.Errorf(schemas.CodeUnavailable, "cannot look up model %q: %v", model, err))
+		return
+	}
+	if !exists {
+		in.replySync(req, p, schemas.Errorf(schemas.CodeUnknownModel,
+			"no model %q in the %s bucket: compile or upload it first", model, schemas.ModelBucket))
+		return
+	}
+	in.enqueue(req, p, schemas.WorkSubject(model), data)
+}
+
+func (in *Intake) handleCompile(req micro.Request) {
+	enc := schemas.Detect(req.Headers().Get(schemas.HeaderContentType), req.Data())
+	p := &pendingReq{reply: req.Reply(), enc: enc, compile: true}
+	id, data, e := schemas.EnsureID(enc, req.Data(), nuid.Next)
+	if e != nil {
+		in.replySync(req, p, e)
+		return
+	}
+	p.id = id
+	var job schemas.CompileJob
+	if e := schemas.DecodeCompileJob(enc, data, &job); e != nil {
+		p.name = clip(job.Name, 64)
+		in.replySync(req, p, e)
+		return
+	}
+	p.name = job.Name
+	in.enqueue(req, p, schemas.CompileWorkSubject, data)
+}
+
+// enqueue publishes data to subject with the caller's inbox in a header; the
+// PubAck (or its failure) arrives in onAck / onPublishErr.
+func (in *Intake) enqueue(req micro.Request, p *pendingReq, subject string, data []byte) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if p.reply != "" {
+		m.Header.Set(schemas.HeaderReplyTo, p.reply)
+	}
+	m.Header.Set(schemas.HeaderContentType, p.enc.ContentType())
+	m.Header.Set(schemas.HeaderMsgID, p.id)
+	m.Header.Set(schemas.HeaderEnqueued, time.Now().UTC().Format(time.RFC3339Nano))
+	in.pending.Store(m, p)
+	if _, err := in.js.PublishMsgAsync(m); err != nil {
+		if _, ok := in.pending.LoadAndDelete(m); ok {
+			in.log.Warn().Err(err).Str("id", clip(p.id, 64)).Msg("enqueue failed")
+			in.replySync(req, p, publishError(err))
+		}
+	}
+}
+
+func (in *Intake) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	v, ok := in.pending.LoadAndDelete(m)
+	if !ok || !ack.Duplicate {
+		return
+	}
+	// The stream already holds a request with this id, whose answer went (or
+	// goes) to that request's inbox: this caller would wait for nothing.
+	p := v.(*pendingReq)
+	in.replyAsync(p, schemas.Errorf(schemas.CodeBadRequest,
+		"duplicate id %q: a request with this id was queued moments ago (de-duplication window); send a fresh id", clip(p.id, 64)))
+}
+
+func (in *Intake) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	v, ok := in.pending.LoadAndDelete(m)
+	if !ok {
+		return
+	}
+	p := v.(*pendingReq)
+	e := publishError(err)
+	if e.Code != schemas.CodeQueueFull {
+		in.log.Warn().Err(err).Str("id", clip(p.id, 64)).Msg("enqueue failed")
+	}
+	in.replyAsync(p, e)
+}
+
+// publishError maps a JetStream publish failure to a reply error.
+func publishError(err error) *schemas.Error {
+	msg := err.Error()
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		msg = apiErr.Description
+	}
+	switch {
+	case strings.Contains(msg, "maximum messages exceeded"), strings.Contains(msg, "maximum bytes exceeded"),
+		strings.Contains(msg, "maximum messages per subject exceeded"):
+		return schemas.Errorf(schemas.CodeQueueFull, "queue full: the request queue is at its limit (%s); retry later", msg)
+	case strings.Contains(msg, "message size exceeds maximum"):
+		return schemas.Errorf(schemas.CodeBadRequest, "the request is larger than the queue accepts")
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		return schemas.Errorf(schemas.CodeUnavailable, "the intake is overloaded (too many requests awaiting the queue); retry later")
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return schemas.Errorf(schemas.CodeUnavailable, "no stream captures the request subject: run `bertq provision`")
+	}
+	return schemas.Errorf(schemas.CodeUnavailable, "could not enqueue the request: %s", clip(msg, 200))
+}
+
+// errorReply encodes the error reply to p in the request's encoding.
+func (in *Intake) errorReply(p *pendingReq, e *schemas.Error) ([]byte, nats.Header) {
+	var v any
+	if p.compile {
+		v = &schemas.CompileResult{V: schemas.Version, ID: p.id, Name: p.name, Error: e}
+	} else {
+		v = &schemas.InferReply{V: schemas.Version, ID: p.id, Model: clip(p.model, 64), Error: e}
+	}
+	body, err := schemas.Marshal(p.enc, v)
+	if err != nil { // cannot happen with these types; answer in words anyway
+		body = []byte(e.Error())
+	}
+	h := nats.Header{}
+	h.Set(schemas.HeaderContentType, p.enc.ContentType())
+	h.Set(schemas.HeaderErrorCode, e.Code)
+	return body, h
+}
+
+// replySync answers from within the handler, so micro counts the error.
+func (in *Intake) replySync(req micro.Request, p *pendingReq, e *schemas.Error) {
+	if p.reply == "" {
+		return
+	}
+	body, h := in.errorReply(p, e)
+	if err := req.Error(e.Code, headerText(e.Message), body, micro.WithHeaders(micro.Headers(h))); err != nil {
+		in.log.Warn().Err(err).Msg("error reply failed")
+	}
+}
+
+// replyAsync answers after the handler returned (PubAck callbacks).
+func (in *Intake) replyAsync(p *pendingReq, e *schemas.Error) {
+	if p.reply == "" {
+		return
+	}
+	body, h := in.errorReply(p, e)
+	h.Set(micro.ErrorHeader, headerText(e.Message))
+	h.Set(micro.ErrorCodeHeader, e.Code)
+	if err := in.nc.PublishMsg(&nats.Msg{Subject: p.reply, Data: body, Header: h}); err != nil {
+		in.log.Warn().Err(err).Msg("error reply failed")
+	}
+}
+
+// modelExists asks the model bucket whether an object named model exists,
+// reusing recent answers.
+func (in *Intake) modelExists(model string) (bool, error) {
+	now := time.Now()
+	in.mu.Lock()
+	e, ok := in.models[model]
+	bucket := in.bucket
+	in.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.exists, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), in.o.lookupTimeout)
+	defer cancel()
+	if bucket == nil {
+		b, err := in.js.ObjectStore(ctx, schemas.ModelBucket)
+		if err != nil {
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				return false, fmt.Errorf("the %s bucket does not exist: run `bertq provision`", schemas.ModelBucket)
+			}
+			return false, err
+		}
+		bucket = b
+	}
+	_, err := bucket.GetInfo(ctx, model)
+	exists := err == nil
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, err
+	}
+	ttl := in.o.unknownTTL
+	if exists {
+		ttl = in.o.knownTTL
+	}
+	in.mu.Lock()
+	in.bucket = bucket
+	if len(in.models) > 10_000 { // names come from callers: bound the cache
+		clear(in.models)
+	}
+	in.models[model] = modelEntry{exists: exists, expires: now.Add(ttl)}
+	in.mu.Unlock()
+	return exists, nil
+}
+
+// clip bounds user-supplied text in messages and logs.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// headerText makes s safe as a header value: one line, bounded.
+func headerText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	return clip(s, 300)
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bertq/bertq/artifact"
+	"github.com/bertq/bertq/engine"
+	_ "github.com/bertq/bertq/engine/onednn" // registers the CPU backend
+)
+
+func init() {
+	register(&command{
+		name:    "bench",
+		summary: "measure a compiled model's throughput against its GEMM-only roofline",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
+			o := benchOptions{}
+			fs.StringVar(&o.model, "model", "", "compiled artifact to load (required)")
+			fs.IntVar(&o.cores, "cores", runtime.NumCPU(), "runners to start, pinned to cores 0..N-1")
+			fs.Float64Var(&o.seconds, "seconds", 10, "measuring time, forward and roofline interleaved (each runner finishes at least one batch per phase)")
+			fs.BoolVar(&o.json, "json", false, "end the output with one line of JSON")
+			fs.StringVar(&o.device, "device", "auto", "engine backend: auto, onednn, go, ...")
+			return func(ctx context.Context, e *env) error {
+				if o.model == "" || len(e.args) != 0 || o.cores < 1 || !(o.seconds > 0) {
+					return errUsage
+				}
+				return bench(ctx, e, o)
+			}
+		},
+	})
+}
+
+type benchOptions struct {
+	model, device string
+	cores         int
+	seconds       float64
+	json          bool
+}
+
+// gemmRunner is what a backend's runner offers when it can execute only the
+// matrix multiplications of one forward (engine/onednn's Roofliner).
+type gemmRunner interface {
+	RunGEMMs(postOps bool) error
+}
+
+// benchResult is the --json line.
+type benchResult struct {
+	Backend       string   `json:"backend"`
+	Engine        string   `json:"engine,omitempty"`
+	Precision     string   `json:"precision"`
+	Batch         int      `json:"batch"`
+	Seq           int      `json:"seq"`
+	Cores         int      `json:"cores"`
+	Rounds        int      `json:"rounds"`
+	GFLOPPerSeq   float64  `json:"gflop_per_seq"`
+	Batches       int      `json:"batches"`
+	SeqPerS       float64  `json:"seq_per_s"`
+	GFLOPs        float64  `json:"gflops"`
+	MsPerBatch    float64  `json:"ms_per_batch"`
+	RooflineSeqS  *float64 `json:"roofline_seq_per_s"`
+	RooflineGF    *float64 `json:"roofline_gflops"`
+	RooflineRatio *float64 `json:"roofline_ratio"`
+	BareGF        *float64 `json:"roofline_bare_gflops,omitempty"`
+	BareRatio     *float64 `json:"roofline_bare_ratio,omitempty"`
+	RSSBytes      int64    `json:"rss_bytes"`
+	PeakRSSBytes  int64    `json:"peak_rss_bytes"`
+	ArtifactBytes int64    `json:"artifact_bytes"`
+}
+
+// phase kinds
+const (
+	phaseForward = iota
+	phaseRoofline
+	phaseBare
+	numPhases
+)
+
+// tally accumulates one runner's batches and busy time in one kind of phase.
+type tally struct {
+	n    int
+	busy time.Duration
+}
+
+func bench(ctx context.Context, e *env, o benchOptions) error {
+	f, err := artifact.Open(o.model)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	be, err := engine.Get(o.device)
+	if err != nil {
+		return err
+	}
+	m, err := be.Load(f, engine.Options{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, cfg := m.Spec(), f.Header.Model
+	res := benchResult{
+		Backend: m.Backend(), Precision: string(s.Precision), Batch: s.Batch, Seq: s.Seq, Cores: o.cores,
+		GFLOPPerSeq: cfg.FLOPs(s.Seq) / 1e9, ArtifactBytes: f.Size(),
+	}
+	if d, ok := m.(interface{ Describe() string }); ok {
+		res.Engine = d.Describe()
+	}
+	runners := make([]engine.Runner, o.cores)
+	for i := range runners {
+		if runners[i], err = m.NewRunner(i); err != nil {
+			return fmt.Errorf("runner on core %d: %w", i, err)
+		}
+		defer runners[i].Close()
+	}
+	rng := rand.New(rand.NewSource(1))
+	inputs := make([]engine.Input, len(runners))
+	for i := range inputs {
+		inputs[i] = benchInput(rng, cfg.VocabSize, cfg.TypeVocabSize, s.Batch, s.Seq)
+	}
+
+	// Warm up every path once (first calls create primitives and touch pages).
+	_, roof := runners[0].(gemmRunner)
+	bare := roof
+	if err := forAll(runners, func(i int, r engine.Runner) error {
+		if err := r.Run(inputs[i], make([]float32, s.Batch*s.Labels)); err != nil {
+			return err
+		}
+		if roof {
+			return r.(gemmRunner).RunGEMMs(true)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if bare {
+		if err := forAll(runners, func(_ int, r engine.Runner) error { return r.(gemmRunner).RunGEMMs(false) }); err != nil {
+			fmt.Fprintf(e.stderr, "bertq bench: no bare-GEMM roofline: %v\n", err)
+			bare = false
+		}
+	}
+
+	// Interleave forward and roofline phases so that the machine's mood swings
+	// hit both alike.
+	rounds := 3
+	if o.seconds < 3 {
+		rounds = 1
+	}
+	share := [numPhases]float64{1, 0, 0}
+	switch {
+	case roof && bare:
+		share = [numPhases]float64{0.4, 0.4, 0.2}
+	case roof:
+		share = [numPhases]float64{0.5, 0.5, 0}
+	}
+	tallies := make([][numPhases]tally, len(runners))
+	for round := 0; round < rounds; round++ {
+		for ph := 0; ph < numPhases; ph++ {
+			if share[ph] == 0 {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d := time.Duration(o.seconds * share[ph] / float64(rounds) * float64(time.Second))
+			deadline := time.Now().Add(d)
+			err := forAll(runners, func(i int, r engine.Runner) error {
+				logits := make([]float32, s.Batch*s.Labels)
+				for {
+					start := time.Now()
+					var err error
+					switch ph {
+					case phaseForward:
+						err = r.Run(inputs[i], logits)
+					case phaseRoofline:
+						err = r.(gemmRunner).RunGEMMs(true)
+					default:
+						err = r.(gemmRunner).RunGEMMs(false)
+					}
+					if err != nil {
+						return err
+					}
+					t := &tallies[i][ph]
+					t.n++
+					t.busy += time.Since(start)
+					if !time.Now().Before(deadline) || ctx.Err() != nil {
+						return nil
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		res.Rounds++
+	}
+
+	// Throughput is the sum of the runners' own rates.
+	rate := func(ph int) (seqPerS, msPerBatch float64, batches int) {
+		for _, t := range tallies {
+			tt := t[ph]
+			if tt.n == 0 {
+				continue
+			}
+			seqPerS += float64(tt.n*s.Batch) / tt.busy.Seconds()
+			msPerBatch += tt.busy.Seconds() * 1000 / float64(tt.n) / float64(len(tallies))
+			batches += tt.n
+		}
+		return
+	}
+	res.SeqPerS, res.MsPerBatch, res.Batches = rate(phaseForward)
+	res.GFLOPs = res.SeqPerS * res.GFLOPPerSeq
+	if roof {
+		sps, _, _ := rate(phaseRoofline)
+		gf, ratio := sps*res.GFLOPPerSeq, res.SeqPerS/sps
+		res.RooflineSeqS, res.RooflineGF, res.RooflineRatio = &sps, &gf, &ratio
+	}
+	if bare {
+		sps, _, _ := rate(phaseBare)
+		gf, ratio := sps*res.GFLOPPerSeq, res.SeqPerS/sps
+		res.BareGF, res.BareRatio = &gf, &ratio
+	}
+	res.RSSBytes, res.PeakRSSBytes = procMemory()
+
+	w := e.stdout
+	fmt.Fprintf(w, "model     %s: %.1f MB, %s, batch %d × seq %d, %.1f GFLOP/seq\n",
+		o.model, float64(res.ArtifactBytes)/1e6, res.Precision, res.Batch, res.Seq, res.GFLOPPerSeq)
+	fmt.Fprintf(w, "backend   %s", res.Backend)
+	if res.Engine != "" {
+		fmt.Fprintf(w, ": %s", res.Engine)
+	}
+	fmt.Fprintf(w, "\nrunners   %d (cores 0..%d), %d round(s) of interleaved phases\n", o.cores, o.cores-1, res.Rounds)
+	fmt.Fprintf(w, "forward   %8.2f seq/s  %8.1f GFLOP/s  %8.1f ms/batch per runner  (%d batches)\n",
+		res.SeqPerS, res.GFLOPs, res.MsPerBatch, res.Batches)
+	if roof {
+		fmt.Fprintf(w, "roofline  %8.2f seq/s  %8.1f GFLOP/s  (the forward's GEMMs alone, with their fused post-ops)\n",
+			*res.RooflineSeqS, *res.RooflineGF)
+	} else {
+		fmt.Fprintf(w, "roofline  n/a (backend %s cannot run its GEMMs alone)\n", res.Backend)
+	}
+	if bare {
+		fmt.Fprintf(w, "bare GEMM           %8.1f GFLOP/s  (no bias, activation or residual post-ops)\n", *res.BareGF)
+	}
+	if roof {
+		fmt.Fprintf(w, "forward / roofline  %.3f", *res.RooflineRatio)
+		if bare {
+			fmt.Fprintf(w, "   (forward / bare GEMMs %.3f)", *res.BareRatio)
+		}
+		fmt.Fprintln(w)
+	}
+	if res.RSSBytes > 0 {
+		fmt.Fprintf(w, "memory    resident %.1f MB (%.2f× the artifact), peak %.1f MB\n",
+			float64(res.RSSBytes)/1e6, float64(res.RSSBytes)/float64(res.ArtifactBytes), float64(res.PeakRSSBytes)/1e6)
+	}
+	if o.json {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, string(b))
+	}
+	return nil
+}
+
+// forAll runs fn for every runner concurrently and returns the first error.
+func forAll(rs []engine.Runner, fn func(int, engine.Runner) error) error {
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i, r)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// benchInput is a valid random batch: sequences of half to full length, two
+// segments each, padding at the end.
+func benchInput(rng *rand.Rand, vocab, typeVocab, batch, seq int) engine.Input {
+	n := batch * seq
+	in := engine.Input{InputIDs: make([]int32, n), TokenTypeIDs: make([]int32, n), AttentionMask: make([]int32, n)}
+	for b := 0; b < batch; b++ {
+		length := seq/2 + rng.Intn(seq-seq/2+1)
+		for i := 0; i < length; i++ {
+			t := b*seq + i
+			in.InputIDs[t] = int32(rng.Intn(vocab))
+			if i >= length/2 && typeVocab > 1 {
+				in.TokenTypeIDs[t] = 1
+			}
+			in.AttentionMask[t] = 1
+		}
+	}
+	return in
+}
+
+// procMemory returns the current and peak resident set size (Linux; zeros
+// elsewhere).
+func procMemory() (rss, peak int64) {
+	fh, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			rss = kb * 1024
+		case "VmHWM":
+			peak = kb * 1024
+		}
+	}
+	return rss, peak
+}

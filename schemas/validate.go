@@ -1,0 +1,307 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// MaxIDLen bounds request ids, which travel as Nats-Msg-Id headers and in logs.
+const MaxIDLen = 256
+
+// Shape is what a model accepts: its compiled sequence length and the sizes
+// of its token and token-type vocabularies.
+type Shape struct {
+	Seq, VocabSize, TypeVocabSize int
+}
+
+// rawFields is a decoded top-level object whose values are left encoded.
+type rawFields struct {
+	enc Encoding
+	js  map[string]json.RawMessage
+	mp  map[string]msgpack.RawMessage
+}
+
+// decodeFields decodes data as a JSON object or msgpack map without looking
+// at its values: failure means the payload is undecodable (CodeBadEncoding).
+func decodeFields(e Encoding, data []byte) (*rawFields, *Error) {
+	f := &rawFields{enc: e}
+	var err error
+	if e == Msgpack {
+		err = Unmarshal(e, data, &f.mp)
+		if err == nil && f.mp == nil {
+			err = fmt.Errorf("%w: msgpack payload is nil, want a map", ErrEncoding)
+		}
+	} else {
+		err = Unmarshal(e, data, &f.js)
+	}
+	if err != nil {
+		return nil, &Error{Code: CodeBadEncoding, Message: err.Error()}
+	}
+	return f, nil
+}
+
+func (f *rawFields) raw(key string) ([]byte, bool) {
+	if f.enc == Msgpack {
+		v, ok := f.mp[key]
+		return v, ok
+	}
+	v, ok := f.js[key]
+	return v, ok
+}
+
+// decode decodes one raw field value into v.
+func (f *rawFields) decode(raw []byte, v any) error {
+	if f.enc == Msgpack {
+		return msgpack.Unmarshal(raw, v)
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// set replaces a field with the encoding of v.
+func (f *rawFields) set(key string, v any) error {
+	b, err := Marshal(f.enc, v)
+	if err != nil {
+		return err
+	}
+	if f.enc == Msgpack {
+		f.mp[key] = b
+	} else {
+		f.js[key] = b
+	}
+	return nil
+}
+
+func (f *rawFields) marshal() ([]byte, error) {
+	if f.enc == Msgpack {
+		return msgpack.Marshal(f.mp)
+	}
+	return json.Marshal(f.js)
+}
+
+// stringField returns the string value of key, "" when absent or null.
+func (f *rawFields) stringField(key string) (string, *Error) {
+	raw, ok := f.raw(key)
+	if !ok {
+		return "", nil
+	}
+	var s *string
+	if err := f.decode(raw, &s); err != nil {
+		return "", Errorf(CodeBadRequest, "field %q must be a string", key)
+	}
+	if s == nil {
+		return "", nil
+	}
+	return *s, nil
+}
+
+// EnsureID checks that data is a decodable object whose "id", if present, is a
+// usable string. When the id is absent or empty it sets newID() and returns the
+// re-encoded payload; otherwise out is data itself, byte for byte, so that
+// fields this version does not know survive the trip through the queue.
+func EnsureID(e Encoding, data []byte, newID func() string) (id string, out []byte, err *Error) {
+	f, err := decodeFields(e, data)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err = f.stringField("id")
+	if err != nil {
+		return "", nil, err
+	}
+	if id != "" {
+		if err := checkID(id); err != nil {
+			return "", nil, err
+		}
+		return id, data, nil
+	}
+	id = newID()
+	if err := f.set("id", id); err != nil {
+		return "", nil, Errorf(CodeInternal, "re-encoding the request with its new id: %v", err)
+	}
+	b, merr := f.marshal()
+	if merr != nil {
+		return "", nil, Errorf(CodeInternal, "re-encoding the request with its new id: %v", merr)
+	}
+	return id, b, nil
+}
+
+func checkID(id string) *Error {
+	if len(id) > MaxIDLen {
+		return Errorf(CodeBadRequest, "id is %d bytes long, at most %d are allowed", len(id), MaxIDLen)
+	}
+	if !utf8.ValidString(id) {
+		return Errorf(CodeInvalidUTF8, "id is not valid UTF-8")
+	}
+	return nil
+}
+
+// PeekID returns the "id" of a payload when it can be read, for error replies
+// to requests that fail validation later on; "" otherwise.
+func PeekID(e Encoding, data []byte) string {
+	f, err := decodeFields(e, data)
+	if err != nil {
+		return ""
+	}
+	id, err := f.stringField("id")
+	if err != nil || checkID(id) != nil {
+		return ""
+	}
+	return id
+}
+
+// DecodeInferRequest decodes data into req and tells apart an undecodable
+// payload (CodeBadEncoding), a decodable one with fields of the wrong type
+// (CodeBadRequest) and text that is not UTF-8 (CodeInvalidUTF8). It does not
+// check the request against a model: see Validate.
+func DecodeInferRequest(e Encoding, data []byte, req *InferRequest) *Error {
+	f, derr := decodeFields(e, data)
+	if derr != nil {
+		return derr
+	}
+	if err := Unmarshal(e, data, req); err != nil {
+		return Errorf(CodeBadRequest, "%s", typeError(err))
+	}
+	// encoding/json replaces invalid UTF-8 (and lone surrogate escapes) with
+	// U+FFFD instead of failing, so look at the raw bytes of the text fields.
+	for _, key := range []string{"a", "b", "id"} {
+		raw, ok := f.raw(key)
+		if !ok {
+			continue
+		}
+		if e == JSON && lossyJSONString(raw) {
+			return Errorf(CodeInvalidUTF8, "field %q is not valid UTF-8 text", key)
+		}
+	}
+	if e == Msgpack {
+		for key, s := range map[string]string{"a": req.A, "b": req.B, "id": req.ID} {
+			if !utf8.ValidString(s) {
+				return Errorf(CodeInvalidUTF8, "field %q is not valid UTF-8 text", key)
+			}
+		}
+	}
+	return nil
+}
+
+// lossyJSONString reports whether decoding the JSON string raw would replace
+// something with U+FFFD: invalid UTF-8 bytes or an unpaired surrogate escape.
+func lossyJSONString(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || !strings.ContainsRune(s, utf8.RuneError) {
+		return false
+	}
+	// The text may carry U+FFFD honestly, literally or escaped; count them.
+	honest := bytes.Count(raw, []byte("\uFFFD")) + countFold(raw, `\ufffd`)
+	return strings.Count(s, "\uFFFD") > honest
+}
+
+func countFold(b []byte, sub string) int {
+	return strings.Count(strings.ToLower(string(b)), sub)
+}
+
+// typeError words a decode failure of a decodable payload for the user.
+func typeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "(top level)"
+		}
+		return fmt.Sprintf("field %q: cannot use a JSON %s as %s", field, te.Value, te.Type)
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, ErrEncoding.Error()+": ")
+	return "a field has the wrong type: " + truncate(msg, 200)
+}
+
+// Validate checks a decoded request against a model's shape and its deadline
+// at now. Text requests need a (and may have b); pre-tokenized ones need
+// input_ids of exactly s.Seq ids, and token_type_ids (default zeros) and
+// attention_mask (default ones, as in Hugging Face) of the same length.
+func (r *InferRequest) Validate(s Shape, now time.Time) *Error {
+	if r.V < 0 || r.V > Version {
+		return Errorf(CodeBadRequest, "wire version v=%d is not supported (this side speaks up to %d)", r.V, Version)
+	}
+	if err := checkID(r.ID); err != nil {
+		return err
+	}
+	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+		return Errorf(CodeDeadline, "the deadline %s passed before the request could be run", r.Deadline.UTC().Format(time.RFC3339Nano))
+	}
+	if !r.Tokenized() {
+		if r.A == "" && r.B == "" {
+			return Errorf(CodeMissingField, "give the text \"a\" (and optionally \"b\"), or pre-tokenized \"input_ids\"")
+		}
+		return nil
+	}
+	if r.A != "" || r.B != "" {
+		return Errorf(CodeBadRequest, "give either text (\"a\", \"b\") or pre-tokenized ids (\"input_ids\", ...), not both")
+	}
+	if r.InputIDs == nil {
+		return Errorf(CodeMissingField, "\"input_ids\" is required with \"token_type_ids\" or \"attention_mask\"")
+	}
+	if len(r.InputIDs) != s.Seq {
+		return Errorf(CodeWrongLength, "\"input_ids\" has %d ids; this model takes exactly %d (pad with [PAD] and set \"attention_mask\" to 0 there)", len(r.InputIDs), s.Seq)
+	}
+	if r.TokenTypeIDs != nil && len(r.TokenTypeIDs) != len(r.InputIDs) {
+		return Errorf(CodeWrongLength, "\"token_type_ids\" has %d values but \"input_ids\" has %d", len(r.TokenTypeIDs), len(r.InputIDs))
+	}
+	if r.AttentionMask != nil && len(r.AttentionMask) != len(r.InputIDs) {
+		return Errorf(CodeWrongLength, "\"attention_mask\" has %d values but \"input_ids\" has %d", len(r.AttentionMask), len(r.InputIDs))
+	}
+	for i, id := range r.InputIDs {
+		if id < 0 || int(id) >= s.VocabSize {
+			return Errorf(CodeOutOfRange, "input_ids[%d] = %d is outside the vocabulary [0, %d)", i, id, s.VocabSize)
+		}
+	}
+	for i, t := range r.TokenTypeIDs {
+		if t < 0 || int(t) >= s.TypeVocabSize {
+			return Errorf(CodeOutOfRange, "token_type_ids[%d] = %d is outside [0, %d)", i, t, s.TypeVocabSize)
+		}
+	}
+	if r.AttentionMask != nil {
+		attended := false
+		for i, m := range r.AttentionMask {
+			if m != 0 && m != 1 {
+				return Errorf(CodeOutOfRange, "attention_mask[%d] = %d, want 0 or 1", i, m)
+			}
+			attended = attended || m == 1
+		}
+		if !attended {
+			return Errorf(CodeBadRequest, "\"attention_mask\" is all zeros: the model would attend to no token")
+		}
+	}
+	return nil
+}
+
+// DecodeCompileJob decodes data into job like DecodeInferRequest, then checks
+// the fields the intake can judge without the compiler: a usable id and name.
+func DecodeCompileJob(e Encoding, data []byte, job *CompileJob) *Error {
+	if _, derr := decodeFields(e, data); derr != nil {
+		return derr
+	}
+	if err := Unmarshal(e, data, job); err != nil {
+		return Errorf(CodeBadCompileJob, "%s", typeError(err))
+	}
+	if err := checkID(job.ID); err != nil {
+		return err
+	}
+	if job.V < 0 || job.V > Version {
+		return Errorf(CodeBadCompileJob, "wire version v=%d is not supported (this side speaks up to %d)", job.V, Version)
+	}
+	if !ValidName(job.Name) {
+		return Errorf(CodeBadCompileJob, "name %q is not a valid model name: 1 to 64 of letters, digits, '-' and '_'", truncate(job.Name, 80))
+	}
+	if job.Source == "" {
+		return Errorf(CodeBadCompileJob, "\"source\" is required: \"synthetic:bert-large\" or \"checkpoint:<name>\"")
+	}
+	return nil
+}
