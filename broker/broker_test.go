@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -360,7 +361,7 @@ func TestIntakeDuplicateID(t *testing.T) {
 	}
 	lastWork(t, e, schemas.InferStream, schemas.WorkSubject("tiny"))
 	_, r := request(t, e, schemas.InferSubject("tiny"), "", []byte(`{"id":"dup","a":"y"}`))
-	if r.Error == nil || r.Error.Code != schemas.CodeBadRequest || !strings.Contains(r.Error.Message, "duplicate") {
+	if r.Error == nil || r.Error.Code != schemas.CodeDuplicate || !strings.Contains(r.Error.Message, "duplicate") {
 		t.Fatalf("reply %+v", r)
 	}
 }
@@ -401,5 +402,73 @@ func TestIntakeUnprovisioned(t *testing.T) {
 	_, r := request(t, e, schemas.InferSubject("tiny"), "", []byte(`{"a":"x"}`))
 	if r.Error == nil || r.Error.Code != schemas.CodeUnavailable || !strings.Contains(r.Error.Message, "provision") {
 		t.Fatalf("reply %+v", r)
+	}
+}
+
+// TestIntakeDeadLettersExhausted: a request whose deliveries run out with no
+// worker acking (it crashed, or hung past AckWait) is moved to the dead-letter
+// stream with its headers, removed from the queue, and its caller told.
+func TestIntakeDeadLettersExhausted(t *testing.T) {
+	e := provisioned(t, nil)
+	ctx := ctxT(t)
+	c, err := e.js.CreateOrUpdateConsumer(ctx, schemas.InferStream, jetstream.ConsumerConfig{
+		Durable: schemas.WorkerDurable("tiny"), FilterSubject: schemas.WorkSubject("tiny"),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 100 * time.Millisecond, MaxDeliver: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"id":"crash-1","a":"x"}`)
+	if err := e.nc.PublishRequest(schemas.InferSubject("tiny"), inbox, body); err != nil {
+		t.Fatal(err)
+	}
+	// Two deliveries never acked, as if the worker died each time.
+	for i := 0; i < 2; i++ {
+		b, err := c.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range b.Messages() {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: got %d messages", i+1, n)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	// The next pull makes JetStream notice the exhausted message.
+	if b, err := c.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond)); err == nil {
+		for m := range b.Messages() {
+			t.Fatalf("delivered a third time: %s", m.Data())
+		}
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r schemas.InferReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Error == nil || r.Error.Code != schemas.CodeInternal || r.ID != "crash-1" || !strings.Contains(r.Error.Message, schemas.DeadStream) {
+		t.Fatalf("reply %+v", r)
+	}
+	dead := lastWork(t, e, schemas.DeadStream, schemas.DeadSubject("tiny"))
+	if !bytes.Equal(dead.Data, body) || dead.Header.Get(schemas.HeaderReplyTo) != inbox || dead.Header.Get(schemas.HeaderDeadReason) == "" {
+		t.Errorf("dead letter %s %v", dead.Data, dead.Header)
+	}
+	s, _ := e.js.Stream(ctx, schemas.InferStream)
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("%d messages left in the queue", info.State.Msgs)
 	}
 }

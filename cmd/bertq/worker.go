@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/bertq/bertq/artifact"
+	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/schemas"
+	"github.com/bertq/bertq/worker"
+)
+
+func init() {
+	register(&command{
+		name:    "worker",
+		summary: "serve a compiled model from the JetStream queue, in static batches",
+		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
+			o := &workerFlags{}
+			fs.StringVar(&o.nats, "nats", defaultNATS, "NATS server URL")
+			fs.StringVar(&o.model, "model", "", "model name: the artifact's name in the "+schemas.ModelBucket+" bucket and the subject token requests arrive on")
+			fs.StringVar(&o.modelFile, "model-file", "", "serve this local artifact instead of fetching it (model name: --model, else the file's base name)")
+			fs.IntVar(&o.parallel, "parallel", 4, "batch loops, each with its own engine runner pinned to a core")
+			fs.StringVar(&o.device, "device", "auto", "engine backend: auto, onednn, cuda or go")
+			fs.StringVar(&o.cache, "cache", worker.DefaultCacheDir(), "directory caching fetched artifacts by digest")
+			fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
+			fs.StringVar(&o.id, "id", "", "worker id in replies and metrics (default host-pid)")
+			fs.DurationVar(&o.ackWait, "ack-wait", 30*time.Second, "JetStream AckWait of the shared consumer")
+			fs.IntVar(&o.maxDeliver, "max-deliver", 5, "deliveries of a request before it is dead-lettered")
+			fs.BoolVar(&o.jsonLog, "log-json", false, "log JSON lines instead of console text")
+			return func(ctx context.Context, e *env) error {
+				if len(e.args) > 0 {
+					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
+				}
+				return runWorker(ctx, e, o)
+			}
+		},
+	})
+}
+
+type workerFlags struct {
+	nats, model, modelFile, device, cache, metrics, id string
+	parallel, maxDeliver                               int
+	ackWait                                            time.Duration
+	jsonLog                                            bool
+}
+
+func runWorker(ctx context.Context, e *env, o *workerFlags) error {
+	base := stderrLogger(e.stderr, o.jsonLog).With().Str("svc", "worker").Logger()
+	name := o.model
+	if name == "" && o.modelFile != "" {
+		name = strings.TrimSuffix(filepath.Base(o.modelFile), filepath.Ext(o.modelFile))
+	}
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: --model (or --model-file) is required", errUsage)
+	case !schemas.ValidName(name):
+		return fmt.Errorf("%w: model name %q: use 1 to 64 of letters, digits, '-' and '_' (set --model)", errUsage, name)
+	case o.parallel < 1:
+		return fmt.Errorf("%w: --parallel must be at least 1", errUsage)
+	}
+	log := base.With().Str("model", name).Logger()
+
+	nc, err := dialNATS(o.nats, "bertq worker "+name, log, true)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+
+	var f *artifact.File
+	if o.modelFile != "" {
+		f, err = artifact.Open(o.modelFile)
+		if err == nil {
+			warnIfNotInBucket(ctx, js, name, log)
+		}
+	} else {
+		log.Info().Str("bucket", schemas.ModelBucket).Str("cache", o.cache).Msg("fetching the artifact")
+		f, err = worker.FetchArtifact(ctx, js, name, o.cache)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := f.Header
+	log.Info().Str("artifact", f.Path).Str("digest", f.Digest[:min(16, len(f.Digest))]).
+		Int("batch", h.Batch).Int("seq", h.Seq).Str("precision", string(h.Precision)).
+		Str("source", h.Source).Msg("artifact verified")
+	if h.Synthetic {
+		fmt.Fprintln(e.stderr, syntheticWarning)
+	}
+
+	b, err := engine.Get(o.device)
+	if err != nil {
+		return err
+	}
+	un := engine.Unavailable()
+	names := make([]string, 0, len(un))
+	for n := range un {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		log.Warn().Str("engine", n).Str("why", un[n].Error()).Msg("engine unavailable here")
+	}
+	log.Info().Str("engine", b.Name()).Msg("engine backend")
+	model, err := b.Load(f, engine.Options{})
+	if err != nil {
+		return fmt.Errorf("loading %s on %s: %w", name, b.Name(), err)
+	}
+	defer model.Close()
+	info, err := worker.InfoFromArtifact(name, f)
+	if err != nil {
+		return err
+	}
+	opts := []worker.Option{
+		worker.WithInfo(info), worker.WithParallel(o.parallel), worker.WithLogger(base), // the worker adds model and worker id
+		worker.WithAckWait(o.ackWait), worker.WithMaxDeliver(o.maxDeliver),
+	}
+	if o.id != "" {
+		opts = append(opts, worker.WithID(o.id))
+	}
+	w, err := worker.New(nc, model, opts...)
+	if err != nil {
+		return err
+	}
+	if o.metrics != "" {
+		stop, err := serveMetrics(o.metrics, w, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return w.Run(ctx)
+}
+
+// serveMetrics serves the worker's /metrics on addr until stop.
+func serveMetrics(addr string, w *worker.Worker, log zerolog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w (use another address, or --metrics '' to turn it off)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", w.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	log.Info().Str("url", "http://"+ln.Addr().String()+"/metrics").Msg("metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// warnIfNotInBucket tells the operator of a local artifact that the intake
+// will refuse its requests (unknown_model) until it is uploaded; JetStream
+// clients publishing to the work subject are served regardless.
+func warnIfNotInBucket(ctx context.Context, js jetstream.JetStream, name string, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	obs, err := js.ObjectStore(ctx, schemas.ModelBucket)
+	if err == nil {
+		_, err = obs.GetInfo(ctx, name)
+	}
+	if err != nil {
+		log.Warn().Str("bucket", schemas.ModelBucket).Err(err).
+			Msg("model not found in the bucket: the intake answers unknown_model until it is uploaded; direct JetStream clients are served")
+	}
+}

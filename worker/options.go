@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bertq/bertq/artifact"
+	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/tokenizer"
+)
+
+// Info is what the worker needs to know of the artifact beyond its engine
+// Model: names, labels, vocabularies and the tokenizer that goes with it.
+type Info struct {
+	// Name is the model name: the subject token requests arrive on.
+	Name string
+	// Labels names each class (index → name); empty names fall back to LABEL_i.
+	Labels []string
+	// Synthetic marks generated weights whose predictions are meaningless.
+	Synthetic bool
+	// VocabSize and TypeVocabSize bound pre-tokenized ids.
+	VocabSize, TypeVocabSize int
+	// Tokenizer encodes text requests (the artifact's own vocabulary).
+	Tokenizer *tokenizer.Tokenizer
+}
+
+// InfoFromArtifact reads an Info from an opened artifact: its header and its
+// embedded vocabulary. name is the model name it is served under.
+func InfoFromArtifact(name string, f *artifact.File) (Info, error) {
+	tok, err := engine.Tokenizer(f)
+	if err != nil {
+		return Info{}, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c := f.Header.Model
+	labels := make([]string, c.NumLabels)
+	for i := range labels {
+		labels[i] = c.Label(i)
+	}
+	return Info{
+		Name: name, Labels: labels, Synthetic: f.Header.Synthetic,
+		VocabSize: c.VocabSize, TypeVocabSize: c.TypeVocabSize, Tokenizer: tok,
+	}, nil
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	info          *Info
+	parallel      int
+	log           zerolog.Logger
+	id            string
+	fetchWait     time.Duration
+	ackWait       time.Duration
+	maxDeliver    int
+	maxAckPending int
+	retryDelay    time.Duration
+	statsEvery    time.Duration
+	pin           bool
+}
+
+func defaults() options {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "worker"
+	}
+	return options{
+		parallel:   1,
+		log:        zerolog.Nop(),
+		id:         fmt.Sprintf("%s-%d", host, os.Getpid()),
+		fetchWait:  time.Second,
+		ackWait:    30 * time.Second,
+		maxDeliver: 5,
+		retryDelay: time.Second,
+		statsEvery: time.Second,
+		pin:        true,
+	}
+}
+
+// WithInfo gives the artifact's names, labels and tokenizer (required; see
+// InfoFromArtifact).
+func WithInfo(info Info) Option { return func(o *options) { o.info = &info } }
+
+// WithParallel runs n batch loops, each with its own Runner (default 1).
+func WithParallel(n int) Option { return func(o *options) { o.parallel = n } }
+
+// WithLogger receives the worker's log: one line per second of throughput,
+// and failures (default: none).
+func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithID names this worker in replies, logs and metrics (default host-pid).
+func WithID(id string) Option { return func(o *options) { o.id = id } }
+
+// WithFetchWait bounds how long a loop waits for its first request before
+// asking again; it is also the longest a drain waits (default 1 s).
+func WithFetchWait(d time.Duration) Option { return func(o *options) { o.fetchWait = d } }
+
+// WithAckWait sets the consumer's AckWait (default 30 s); batches that run
+// longer are kept alive with InProgress.
+func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait = d } }
+
+// WithMaxDeliver sets the consumer's MaxDeliver (default 5): after that many
+// failed runs a request is dead-lettered.
+func WithMaxDeliver(n int) Option { return func(o *options) { o.maxDeliver = n } }
+
+// WithMaxAckPending sets the consumer's MaxAckPending (default the larger of
+// 1024 and 4 × parallel × batch).
+func WithMaxAckPending(n int) Option { return func(o *options) { o.maxAckPending = n } }
+
+// WithRetryDelay sets the delay before a failed batch's requests are
+// redelivered (default 1 s).
+func WithRetryDelay(d time.Duration) Option { return func(o *options) { o.retryDelay = d } }
+
+// WithStatsInterval sets the throughput log period (default 1 s; ≤ 0 disables
+// the log line, not the metrics).
+func WithStatsInterval(d time.Duration) Option { return func(o *options) { o.statsEvery = d } }
+
+// WithPinning pins loop i's Runner to core i mod NumCPU (default true).
+func WithPinning(on bool) Option { return func(o *options) { o.pin = on } }

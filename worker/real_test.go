@@ -1,0 +1,253 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bertq/bertq/artifact"
+	"github.com/bertq/bertq/checkpoint"
+	"github.com/bertq/bertq/compiler"
+	"github.com/bertq/bertq/engine"
+	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/schemas"
+	"github.com/bertq/bertq/tokenizer"
+	"github.com/bertq/bertq/worker"
+)
+
+// sharedTestdata finds ../shared/testdata by walking up from the working
+// directory; CI lays shared/ beside the repository clone.
+func sharedTestdata(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p := filepath.Join(dir, "shared", "testdata")
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			wd, _ := os.Getwd()
+			t.Fatalf("shared test data not found: no directory shared/testdata in %s or any parent (CI lays shared/ beside the repository clone)", wd)
+		}
+		dir = parent
+	}
+}
+
+var (
+	tinyOnce sync.Once
+	tinyPath string
+	tinyErr  error
+	tinyDir  string
+)
+
+// tinyArtifact compiles the tiny-fp32 checkpoint for batch 4 × seq 128 fp32,
+// once per test binary.
+func tinyArtifact(t *testing.T) string {
+	t.Helper()
+	td := sharedTestdata(t)
+	tinyOnce.Do(func() {
+		tinyDir, tinyErr = os.MkdirTemp("", "bertq-worker-test-")
+		if tinyErr != nil {
+			return
+		}
+		src := filepath.Join(td, "models", "tiny-fp32")
+		w, info, err := checkpoint.Load(src)
+		if err != nil {
+			tinyErr = err
+			return
+		}
+		opts := compiler.Options{Batch: 4, Seq: 128, Precision: artifact.FP32, GELU: "auto", Backend: "go"}
+		tinyPath = filepath.Join(tinyDir, "tiny.bqa")
+		_, tinyErr = compiler.Compile(compiler.Source{Name: src, SHA256: info.Digest, Weights: w, Tokenizer: tokenizer.Default()}, tinyPath, opts)
+	})
+	if tinyErr != nil {
+		t.Fatalf("compiling tiny-fp32: %v", tinyErr)
+	}
+	return tinyPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tinyDir != "" {
+		os.RemoveAll(tinyDir)
+	}
+	os.Exit(code)
+}
+
+type goldenPair struct {
+	A             string  `json:"a"`
+	B             string  `json:"b"`
+	InputIDs      []int32 `json:"input_ids"`
+	TokenTypeIDs  []int32 `json:"token_type_ids"`
+	AttentionMask []int32 `json:"attention_mask"`
+}
+
+func loadGolden(t *testing.T) ([]goldenPair, [][]float64) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(sharedTestdata(t), "golden-pairs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Pairs  []goldenPair `json:"pairs"`
+		Models map[string]struct {
+			Logits [][]float64 `json:"logits"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g.Pairs, g.Models["tiny-fp32"].Logits
+}
+
+// directRun runs the pairs' golden encodings through a Runner of m, four at
+// a time, and returns each pair's logits.
+func directRun(t *testing.T, m engine.Model, pairs []goldenPair) [][]float32 {
+	t.Helper()
+	r, err := m.NewRunner(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := m.Spec()
+	out := make([][]float32, len(pairs))
+	for start := 0; start < len(pairs); start += s.Batch {
+		in := engine.Input{InputIDs: make([]int32, s.Batch*s.Seq), TokenTypeIDs: make([]int32, s.Batch*s.Seq), AttentionMask: make([]int32, s.Batch*s.Seq)}
+		for slot := 0; slot < s.Batch; slot++ {
+			p := pairs[min(start+slot, len(pairs)-1)]
+			copy(in.InputIDs[slot*s.Seq:], p.InputIDs)
+			copy(in.TokenTypeIDs[slot*s.Seq:], p.TokenTypeIDs)
+			copy(in.AttentionMask[slot*s.Seq:], p.AttentionMask)
+		}
+		logits := make([]float32, s.Batch*s.Labels)
+		if err := r.Run(in, logits); err != nil {
+			t.Fatal(err)
+		}
+		for slot := 0; slot < s.Batch && start+slot < len(pairs); slot++ {
+			out[start+slot] = logits[slot*s.Labels : (slot+1)*s.Labels]
+		}
+	}
+	return out
+}
+
+// TestWorkerRealModel serves the compiled tiny-fp32 model with 4 loops and
+// sends every golden pair at once, as text (JSON and msgpack) and
+// pre-tokenized: every reply equals a direct engine run of its own input.
+func TestWorkerRealModel(t *testing.T) {
+	path := tinyArtifact(t)
+	pairs, golden := loadGolden(t)
+	if raceEnabled {
+		pairs = pairs[:6]
+		t.Logf("race detector on: sending %d of the golden pairs", len(pairs))
+	}
+	e := newEnv(t, true)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.putModel(t, "tiny", data)
+
+	f, err := worker.FetchArtifact(context.Background(), e.js, "tiny", filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := engine.Get("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Load(f, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := worker.InfoFromArtifact("tiny", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := directRun(t, m, pairs)
+	for i := range pairs {
+		for l := range want[i] {
+			if d := math.Abs(float64(want[i][l]) - golden[i][l]); d > 1e-3 {
+				t.Fatalf("pair %d: the engine itself is off the float64 reference by %g", i, d)
+			}
+		}
+	}
+	rw := startWorker(t, e, m, info, worker.WithParallel(4))
+
+	type result struct {
+		i   int
+		r   schemas.InferReply
+		err error
+	}
+	results := make(chan result, 2*len(pairs))
+	var wg sync.WaitGroup
+	send := func(i int, enc schemas.Encoding, req schemas.InferRequest) {
+		defer wg.Done()
+		body, err := schemas.Marshal(enc, &req)
+		if err != nil {
+			results <- result{i: i, err: err}
+			return
+		}
+		msg := nats.NewMsg(schemas.InferSubject("tiny"))
+		msg.Data = body
+		msg.Header.Set(schemas.HeaderContentType, enc.ContentType())
+		resp, err := e.nc.RequestMsg(msg, 60*time.Second)
+		if err != nil {
+			results <- result{i: i, err: err}
+			return
+		}
+		var r schemas.InferReply
+		err = schemas.Unmarshal(enc, resp.Data, &r)
+		results <- result{i, r, err}
+	}
+	for i, p := range pairs {
+		enc := schemas.JSON
+		if i%3 == 0 {
+			enc = schemas.Msgpack
+		}
+		wg.Add(2)
+		go send(i, enc, schemas.InferRequest{ID: fmt.Sprintf("text-%d", i), A: p.A, B: p.B})
+		go send(i, schemas.JSON, schemas.InferRequest{ID: fmt.Sprintf("ids-%d", i), InputIDs: p.InputIDs, TokenTypeIDs: p.TokenTypeIDs, AttentionMask: p.AttentionMask})
+	}
+	wg.Wait()
+	close(results)
+	n := 0
+	for res := range results {
+		n++
+		if res.err != nil {
+			t.Fatalf("pair %d: %v", res.i, res.err)
+		}
+		r := res.r
+		if r.Error != nil || r.BatchSize < 1 || r.BatchSize > 4 || len(r.Logits) != 2 {
+			t.Fatalf("pair %d: reply %+v", res.i, r)
+		}
+		for l := range r.Logits {
+			if d := math.Abs(float64(r.Logits[l] - want[res.i][l])); d > 1e-5 {
+				t.Errorf("%s: logits %v, a direct run gives %v", r.ID, r.Logits, want[res.i])
+				break
+			}
+		}
+		idx := engine.Argmax(want[res.i])
+		if r.LabelIndex != idx || r.Message != map[int]string{0: "not paraphrase", 1: "paraphrase"}[idx] {
+			t.Errorf("%s: label %d %q", r.ID, r.LabelIndex, r.Message)
+		}
+	}
+	s := rw.w.Stats()
+	if n != 2*len(pairs) || s.Answered != uint64(n) || s.RealSlots != uint64(n) || s.PaddedSlots != 4*s.Batches-uint64(n) {
+		t.Errorf("%d replies; stats %+v", n, s)
+	}
+	e.consumerIdle(t, "tiny")
+}

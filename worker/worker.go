@@ -1,0 +1,280 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/schemas"
+)
+
+// ServiceVersion is the worker's micro service version.
+const ServiceVersion = "1.0.0"
+
+// Worker serves one model from its JetStream work subject.
+type Worker struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	model engine.Model
+	spec  engine.Spec
+	info  Info
+	shape schemas.Shape
+	o     options
+	log   zerolog.Logger
+
+	cls, sep, pad int32
+
+	consMu     sync.Mutex
+	cons       jetstream.Consumer
+	maxDeliver int
+	ackWait    time.Duration
+
+	m       metrics
+	started time.Time
+}
+
+// New prepares a worker for model on nc. WithInfo is required.
+func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
+	o := defaults()
+	for _, fn := range opts {
+		fn(&o)
+	}
+	if nc == nil || model == nil {
+		return nil, fmt.Errorf("%w: a NATS connection and a model are required", ErrConfig)
+	}
+	if o.info == nil {
+		return nil, fmt.Errorf("%w: WithInfo is required (see InfoFromArtifact)", ErrConfig)
+	}
+	info := *o.info
+	spec := model.Spec()
+	switch {
+	case !schemas.ValidName(info.Name):
+		return nil, fmt.Errorf("%w: model name %q: 1 to 64 of letters, digits, '-' and '_'", ErrConfig, info.Name)
+	case info.Tokenizer == nil:
+		return nil, fmt.Errorf("%w: no tokenizer", ErrConfig)
+	case info.VocabSize <= 0 || info.TypeVocabSize <= 0:
+		return nil, fmt.Errorf("%w: vocabulary sizes %d and %d", ErrConfig, info.VocabSize, info.TypeVocabSize)
+	case info.Tokenizer.VocabSize() > info.VocabSize:
+		return nil, fmt.Errorf("%w: the tokenizer has %d tokens, the model's embeddings %d", ErrConfig, info.Tokenizer.VocabSize(), info.VocabSize)
+	case spec.Batch < 1 || spec.Seq < 3 || spec.Labels < 1:
+		return nil, fmt.Errorf("%w: model spec %+v", ErrConfig, spec)
+	case len(info.Labels) != 0 && len(info.Labels) != spec.Labels:
+		return nil, fmt.Errorf("%w: %d label names for %d labels", ErrConfig, len(info.Labels), spec.Labels)
+	case o.parallel < 1:
+		return nil, fmt.Errorf("%w: parallel %d", ErrConfig, o.parallel)
+	case o.fetchWait <= 0 || o.ackWait <= 0:
+		return nil, fmt.Errorf("%w: fetch wait and ack wait must be positive", ErrConfig)
+	}
+	if o.maxAckPending <= 0 {
+		o.maxAckPending = max(1024, 4*o.parallel*spec.Batch)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	w := &Worker{
+		nc: nc, js: js, model: model, spec: spec, info: info, o: o,
+		shape: schemas.Shape{Seq: spec.Seq, VocabSize: info.VocabSize, TypeVocabSize: info.TypeVocabSize},
+		log:   o.log.With().Str("model", info.Name).Str("worker", o.id).Logger(),
+	}
+	var ok [3]bool
+	w.cls, ok[0] = info.Tokenizer.TokenID("[CLS]")
+	w.sep, ok[1] = info.Tokenizer.TokenID("[SEP]")
+	w.pad, ok[2] = info.Tokenizer.TokenID("[PAD]")
+	if !ok[0] || !ok[1] || !ok[2] {
+		return nil, fmt.Errorf("%w: the vocabulary lacks [CLS], [SEP] or [PAD]", ErrConfig)
+	}
+	w.m.init()
+	w.started = time.Now()
+	return w, nil
+}
+
+// ID is the worker id carried in replies.
+func (w *Worker) ID() string { return w.o.id }
+
+// ConsumerConfig is the shared durable consumer every worker of the model uses.
+func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       schemas.WorkerDurable(w.info.Name),
+		Description:   "bertq workers of model " + w.info.Name,
+		FilterSubject: schemas.WorkSubject(w.info.Name),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.o.ackWait,
+		MaxDeliver:    w.o.maxDeliver,
+		MaxAckPending: w.o.maxAckPending,
+	}
+}
+
+// ensureConsumer creates or updates the durable consumer and reads back the
+// settings in force (another worker may have set them).
+func (w *Worker) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	c, err := w.js.CreateOrUpdateConsumer(ctx, schemas.InferStream, w.ConsumerConfig())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: stream %s does not exist: run `bertq provision`", ErrConsumer, schemas.InferStream)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrConsumer, schemas.WorkerDurable(w.info.Name), err)
+	}
+	cfg := c.CachedInfo().Config
+	w.consMu.Lock()
+	w.cons, w.maxDeliver, w.ackWait = c, cfg.MaxDeliver, cfg.AckWait
+	w.consMu.Unlock()
+	return c, nil
+}
+
+func (w *Worker) consumer() (jetstream.Consumer, int, time.Duration) {
+	w.consMu.Lock()
+	defer w.consMu.Unlock()
+	return w.cons, w.maxDeliver, w.ackWait
+}
+
+// Run serves until ctx is cancelled, then drains: loops stop fetching,
+// finish and ack the batch in hand, and Run returns.
+func (w *Worker) Run(ctx context.Context) error {
+	if _, err := w.ensureConsumer(ctx); err != nil {
+		return err
+	}
+	runners := make([]engine.Runner, 0, w.o.parallel)
+	defer func() {
+		for _, r := range runners {
+			r.Close()
+		}
+	}()
+	for i := 0; i < w.o.parallel; i++ {
+		core := -1
+		if w.o.pin {
+			core = i % runtime.NumCPU()
+		}
+		r, err := w.model.NewRunner(core)
+		if err != nil {
+			return fmt.Errorf("%w: runner %d on core %d: %v", ErrConfig, i, core, err)
+		}
+		runners = append(runners, r)
+	}
+	svc, err := w.addService()
+	if err != nil {
+		return err
+	}
+	defer svc.Stop()
+	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).
+		Int("batch", w.spec.Batch).Int("seq", w.spec.Seq).Bool("synthetic", w.info.Synthetic).
+		Str("consumer", schemas.WorkerDurable(w.info.Name)).Msg("worker serving")
+
+	statsDone := make(chan struct{})
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	go func() { defer close(statsDone); w.statsLoop(statsCtx) }()
+
+	var wg sync.WaitGroup
+	for i, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop(ctx, i, r)
+		}()
+	}
+	wg.Wait()
+	stopStats()
+	<-statsDone
+	// Acks and terms are fire-and-forget; make sure they left before returning.
+	if err := w.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Warn().Err(err).Msg("flush after drain")
+	}
+	w.log.Info().Uint64("answered", w.m.ok.Load()).Msg("worker drained")
+	return nil
+}
+
+// loop is one batch loop with its own Runner and buffers.
+func (w *Worker) loop(ctx context.Context, idx int, r engine.Runner) {
+	b := newBatch(w.spec)
+	lastWarn := time.Time{}
+	for ctx.Err() == nil {
+		msgs, err := w.fetch(ctx)
+		if err != nil {
+			if time.Since(lastWarn) > 5*time.Second {
+				w.log.Warn().Err(err).Int("loop", idx).Msg("fetch failed; retrying")
+				lastWarn = time.Now()
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				if _, err := w.ensureConsumer(ctx); err != nil && ctx.Err() == nil {
+					w.log.Warn().Err(err).Msg("re-creating the consumer failed")
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		if len(msgs) > 0 {
+			w.process(r, b, msgs)
+		}
+	}
+}
+
+// fetch blocks (up to the fetch wait) for one request, then tops the batch up
+// with requests already queued, without waiting for more.
+func (w *Worker) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	cons, _, _ := w.consumer()
+	first, err := cons.Fetch(1, jetstream.FetchMaxWait(w.o.fetchWait))
+	if err != nil {
+		return nil, err
+	}
+	// Read the fetch out even when ctx ends meanwhile: a request delivered
+	// to this pull must be answered, not left to time out unacked.
+	msgs := make([]jetstream.Msg, 0, w.spec.Batch)
+	for m := range first.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if w.spec.Batch > 1 && ctx.Err() == nil {
+		more, err := cons.FetchNoWait(w.spec.Batch - len(msgs))
+		if err == nil {
+			for m := range more.Messages() {
+				msgs = append(msgs, m)
+			}
+		}
+	}
+	return msgs, nil
+}
+
+// addService registers the worker micro service with a stats handler.
+func (w *Worker) addService() (micro.Service, error) {
+	svc, err := micro.AddService(w.nc, micro.Config{
+		Name:        schemas.WorkerService,
+		Version:     ServiceVersion,
+		Description: "bertq inference worker",
+		Metadata: map[string]string{
+			"model": w.info.Name, "worker": w.o.id, "backend": w.model.Backend(),
+			"batch": strconv.Itoa(w.spec.Batch), "seq": strconv.Itoa(w.spec.Seq),
+			"parallel": strconv.Itoa(w.o.parallel), "synthetic": strconv.FormatBool(w.info.Synthetic),
+		},
+		StatsHandler: func(*micro.Endpoint) any { return w.Stats() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: micro service: %v", ErrConfig, err)
+	}
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
+		req.RespondJSON(w.Stats())
+	}), micro.WithEndpointSubject(schemas.WorkerStatusPrefix+w.info.Name), micro.WithEndpointQueueGroupDisabled())
+	if err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("%w: micro endpoint: %v", ErrConfig, err)
+	}
+	return svc, nil
+}
