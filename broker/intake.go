@@ -154,7 +154,23 @@ func (in *Intake) Stop() error {
 	return err
 }
 
+// refuseReply reports (and logs) a request whose reply subject is not an
+// inbox: it is neither queued nor answered, since an answer would be
+// published with the intake's permissions wherever the caller aimed it.
+func (in *Intake) refuseReply(req micro.Request) bool {
+	r := req.Reply()
+	if r == "" || schemas.ValidReplySubject(r) {
+		return false
+	}
+	in.log.Warn().Str("subject", clip(req.Subject(), 64)).Str("reply_to", clip(r, 64)).
+		Msg("request refused: its reply subject is not an inbox")
+	return true
+}
+
 func (in *Intake) handleInfer(req micro.Request) {
+	if in.refuseReply(req) {
+		return
+	}
 	model := strings.TrimPrefix(req.Subject(), schemas.InferSubjectPrefix)
 	enc := schemas.Detect(req.Headers().Get(schemas.HeaderContentType), req.Data())
 	p := &pendingReq{reply: req.Reply(), enc: enc, model: model}
@@ -184,6 +200,9 @@ func (in *Intake) handleInfer(req micro.Request) {
 }
 
 func (in *Intake) handleCompile(req micro.Request) {
+	if in.refuseReply(req) {
+		return
+	}
 	enc := schemas.Detect(req.Headers().Get(schemas.HeaderContentType), req.Data())
 	p := &pendingReq{reply: req.Reply(), enc: enc, compile: true}
 	id, data, e := schemas.EnsureID(enc, req.Data(), nuid.Next)
@@ -297,9 +316,10 @@ func (in *Intake) replySync(req micro.Request, p *pendingReq, e *schemas.Error) 
 	}
 }
 
-// replyAsync answers after the handler returned (PubAck callbacks).
+// replyAsync answers after the handler returned (PubAck callbacks, dead
+// letters, whose reply subject comes from a header).
 func (in *Intake) replyAsync(p *pendingReq, e *schemas.Error) {
-	if p.reply == "" {
+	if p.reply == "" || !schemas.ValidReplySubject(p.reply) {
 		return
 	}
 	body, h := in.errorReply(p, e)
@@ -352,15 +372,22 @@ func (in *Intake) modelExists(model string) (bool, error) {
 	return exists, nil
 }
 
-// clip bounds user-supplied text in messages and logs.
+// clip bounds user-supplied text in messages and logs, and replaces what a
+// terminal could act on (control characters, DEL, C1 controls, which JSON
+// log lines carry unescaped) with U+FFFD.
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
 }
 
 // headerText makes s safe as a header value: one line, bounded.

@@ -174,12 +174,16 @@ func (b *Broker) Shutdown() { b.srv.Shutdown() }
 // WaitForShutdown blocks until the server has shut down.
 func (b *Broker) WaitForShutdown() { b.srv.WaitForShutdown() }
 
-// serverLog forwards nats-server's log to zerolog, one event per line.
+// serverLog forwards nats-server's log to zerolog, one event per line. The
+// server's lines quote what clients sent (connection names, subjects), so
+// they are bounded and cleaned like any other client text.
 type serverLog struct{ l zerolog.Logger }
 
-func (s *serverLog) Noticef(f string, v ...any) { s.l.Info().Str("src", "nats").Msgf(f, v...) }
-func (s *serverLog) Warnf(f string, v ...any)   { s.l.Warn().Str("src", "nats").Msgf(f, v...) }
-func (s *serverLog) Fatalf(f string, v ...any)  { s.l.Error().Str("src", "nats").Msgf(f, v...) }
-func (s *serverLog) Errorf(f string, v ...any)  { s.l.Error().Str("src", "nats").Msgf(f, v...) }
-func (s *serverLog) Debugf(f string, v ...any)  { s.l.Debug().Str("src", "nats").Msgf(f, v...) }
-func (s *serverLog) Tracef(f string, v ...any)  { s.l.Trace().Str("src", "nats").Msgf(f, v...) }
+func (s *serverLog) Noticef(f string, v ...any) { s.l.Info().Str("src", "nats").Msg(serverLine(f, v)) }
+func (s *serverLog) Warnf(f string, v ...any)   { s.l.Warn().Str("src", "nats").Msg(serverLine(f, v)) }
+func (s *serverLog) Fatalf(f string, v ...any)  { s.l.Error().Str("src", "nats").Msg(serverLine(f, v)) }
+func (s *serverLog) Errorf(f string, v ...any)  { s.l.Error().Str("src", "nats").Msg(serverLine(f, v)) }
+func (s *serverLog) Debugf(f string, v ...any)  { s.l.Debug().Str("src", "nats").Msg(serverLine(f, v)) }
+func (s *serverLog) Tracef(f string, v ...any)  { s.l.Trace().Str("src", "nats").Msg(serverLine(f, v)) }
+
+func serverLine(f string, v []any) string { return clip(fmt.Sprintf(f, v...), 1024) }

@@ -234,6 +234,13 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
 		delivered = md.NumDelivered
 	}
 
+	if replyTo != "" && !schemas.ValidReplySubject(replyTo) {
+		// The compile worker may write the model bucket: never publish a
+		// result where the job aimed it, only to inboxes.
+		log.Warn().Str("reply_to", clip(replyTo, 64)).Msg("compile job refused: its reply subject is not an inbox")
+		s.finish(msg, "", enc, &schemas.CompileResult{Error: schemas.Errorf(schemas.CodeBadCompileJob, "reply subject is not an inbox")}, false)
+		return
+	}
 	var job schemas.CompileJob
 	if e := schemas.DecodeCompileJob(enc, msg.Data(), &job); e != nil {
 		// Undecodable (bad_encoding), wrong types, bad id, name or no source.

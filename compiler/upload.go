@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -89,10 +90,20 @@ func putFile(ctx context.Context, obs jetstream.ObjectStore, obj, path string, m
 	return err
 }
 
-// clip bounds user text echoed in errors and logs.
+// clip bounds user text echoed in errors and logs, cut at a rune boundary,
+// with what a terminal could act on (control characters, DEL, C1 controls,
+// which JSON log lines carry unescaped) replaced by U+FFFD.
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
-	return s[:n] + "…"
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// BacklogInbox is the subject a backlog's replies go to.
+// BacklogInbox is the subject a backlog's replies go to (on a connection
+// without a custom inbox prefix; the receipt names the one used).
 func BacklogInbox(runID string) string { return InboxPrefix(runID) + "b" }
 
 // BacklogRunID returns a fresh run id for a backlog of n requests:
@@ -90,7 +91,7 @@ func Backlog(ctx context.Context, nc *nats.Conn, n int, opts ...Option) (*Backlo
 	if err != nil {
 		return nil, err
 	}
-	inbox := BacklogInbox(runID)
+	inbox := connInboxPrefix(nc, runID) + "b"
 	r := &BacklogReceipt{RunID: runID, Model: o.model, Inbox: inbox}
 	futures := make([]jetstream.PubAckFuture, 0, n)
 	for i := 0; i < n; i++ {
@@ -169,7 +170,7 @@ func StartCollect(nc *nats.Conn, runID string, opts ...Option) (*Collector, erro
 	c := &Collector{nc: nc, o: o, runID: runID, n: n, t: newTracker(0), all: make(chan struct{}), start: time.Now()}
 	c.t.parse = func(id string) (*entry, bool) { return parseBacklogID(runID, n, id) }
 	signalled := false
-	c.sub, err = nc.Subscribe(InboxPrefix(runID)+">", func(m *nats.Msg) {
+	c.sub, err = nc.Subscribe(connInboxPrefix(nc, runID)+">", func(m *nats.Msg) {
 		c.t.handle(m, -1, time.Now())
 		if _, _, _, r := c.t.counts(); r >= n && !signalled {
 			signalled = true // handlers of one subscription run one at a time

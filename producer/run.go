@@ -22,6 +22,16 @@ const InboxRoot = "_INBOX.bertq."
 // InboxPrefix is the subject prefix of a run's inboxes (ends with '.').
 func InboxPrefix(runID string) string { return InboxRoot + runID + "." }
 
+// connInboxPrefix is InboxPrefix under the connection's own inbox prefix
+// when it has one (nats.CustomInboxPrefix, e.g. "_INBOX.producer" for a user
+// allowed to subscribe only below it: see deploy/SECURITY.md).
+func connInboxPrefix(nc *nats.Conn, runID string) string {
+	if p := nc.Opts.InboxPrefix; p != "" {
+		return p + ".bertq." + runID + "."
+	}
+	return InboxPrefix(runID)
+}
+
 const runAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 // newRunID returns 10 random characters of [a-z0-9].
@@ -94,7 +104,7 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	noStream := func() {
 		cancel(fmt.Errorf("%w: no stream captures %s: is the broker running and provisioned?", ErrNoIntake, schemas.WorkSubject(o.model)))
 	}
-	prefix := InboxPrefix(runID)
+	prefix := connInboxPrefix(nc, runID)
 	sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
 		client := -1
 		if tok, ok := strings.CutPrefix(m.Subject[len(prefix):], "c"); ok {
@@ -154,7 +164,7 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 
 // client sends one client's cycle.
 func client(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o *options, t *tracker, runID string, c int, noStream func()) {
-	inbox := fmt.Sprintf("%sc%d", InboxPrefix(runID), c)
+	inbox := fmt.Sprintf("%sc%d", connInboxPrefix(nc, runID), c)
 	timer := time.NewTimer(o.timeout)
 	defer timer.Stop()
 	for s := 0; s < o.cycle && ctx.Err() == nil; s++ {

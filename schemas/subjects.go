@@ -98,3 +98,36 @@ func ValidName(s string) bool {
 	}
 	return true
 }
+
+// InboxPrefix starts every subject bertq's services reply to. NATS clients
+// make their inboxes under it (nats.go's default "_INBOX.", or a per-user
+// prefix below it such as "_INBOX.producer.", see deploy/SECURITY.md).
+const InboxPrefix = "_INBOX."
+
+// ValidReplySubject reports whether s may receive a reply from a worker, the
+// intake or a compile worker: a literal subject (no wildcard, no white space
+// or control character, no empty token) under InboxPrefix, of at most 512
+// bytes. Replies go nowhere else, so that a request cannot aim a service's
+// own permissions at, say, $JS.API.STREAM.PURGE.* or another message's
+// $JS.ACK.* subject.
+func ValidReplySubject(s string) bool {
+	if len(s) <= len(InboxPrefix) || len(s) > 512 || s[:len(InboxPrefix)] != InboxPrefix {
+		return false
+	}
+	tokenStart := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= ' ' || c == 0x7f:
+			return false
+		case c == '.':
+			if i == tokenStart {
+				return false
+			}
+			tokenStart = i + 1
+		case c == '*' || c == '>':
+			return false // no inbox has them; as a whole token they are wildcards
+		}
+	}
+	return tokenStart < len(s)
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -28,6 +30,9 @@ type rawFields struct {
 	mp  map[string]msgpack.RawMessage
 }
 
+// msgpackNil is the encoding of nil.
+var msgpackNil = msgpack.RawMessage{0xc0}
+
 // decodeFields decodes data as a JSON object or msgpack map without looking
 // at its values: failure means the payload is undecodable (CodeBadEncoding).
 func decodeFields(e Encoding, data []byte) (*rawFields, *Error) {
@@ -37,6 +42,13 @@ func decodeFields(e Encoding, data []byte) (*rawFields, *Error) {
 		err = Unmarshal(e, data, &f.mp)
 		if err == nil && f.mp == nil {
 			err = fmt.Errorf("%w: msgpack payload is nil, want a map", ErrEncoding)
+		}
+		for k, v := range f.mp {
+			if len(v) == 0 {
+				// The decoder stores nil as an empty RawMessage, which
+				// would re-encode as nothing at all: keep it nil.
+				f.mp[k] = msgpackNil
+			}
 		}
 	} else {
 		err = Unmarshal(e, data, &f.js)
@@ -164,8 +176,23 @@ func DecodeInferRequest(e Encoding, data []byte, req *InferRequest) *Error {
 	if derr != nil {
 		return derr
 	}
+	// Before the struct decode: msgpack would silently wrap an id beyond
+	// 32 bits into range, and JSON would call it a type error.
+	if e := f.checkIDArrays(); e != nil {
+		return e
+	}
+	if raw, ok := f.raw("deadline"); ok && e == Msgpack && bytes.Equal(raw, msgpackNil) {
+		// nil means no deadline, as null does in JSON; the msgpack decoder
+		// cannot store nil in a time.Time, so drop the field.
+		delete(f.mp, "deadline")
+		b, err := f.marshal()
+		if err != nil {
+			return Errorf(CodeInternal, "re-encoding the request: %v", err)
+		}
+		data = b
+	}
 	if err := Unmarshal(e, data, req); err != nil {
-		return Errorf(CodeBadRequest, "%s", typeError(err))
+		return Errorf(CodeBadRequest, "%s", f.typeError(inferFields, err))
 	}
 	// encoding/json replaces invalid UTF-8 (and lone surrogate escapes) with
 	// U+FFFD instead of failing, so look at the raw bytes of the text fields.
@@ -205,6 +232,87 @@ func lossyJSONString(raw []byte) bool {
 
 func countFold(b []byte, sub string) int {
 	return strings.Count(strings.ToLower(string(b)), sub)
+}
+
+// field is a known message field and the type it must have, to name the
+// culprit of a failed decode in both encodings.
+type field struct {
+	key, want string
+	into      func() any
+}
+
+var inferFields = []field{
+	{"v", "an integer", func() any { return new(int) }},
+	{"id", "a string", func() any { return new(string) }},
+	{"model", "a string", func() any { return new(string) }},
+	{"a", "a string", func() any { return new(string) }},
+	{"b", "a string", func() any { return new(string) }},
+	{"input_ids", "an array of integers", func() any { return new([]int32) }},
+	{"token_type_ids", "an array of integers", func() any { return new([]int32) }},
+	{"attention_mask", "an array of integers", func() any { return new([]int32) }},
+	{"deadline", "a time (RFC 3339 string in JSON, timestamp in msgpack)", func() any { return new(time.Time) }},
+}
+
+var compileFields = []field{
+	{"v", "an integer", func() any { return new(int) }},
+	{"id", "a string", func() any { return new(string) }},
+	{"name", "a string", func() any { return new(string) }},
+	{"source", "a string", func() any { return new(string) }},
+	{"batch", "an integer", func() any { return new(int) }},
+	{"seq", "an integer", func() any { return new(int) }},
+	{"precision", "a string", func() any { return new(string) }},
+	{"gelu", "a string", func() any { return new(string) }},
+}
+
+// typeError names the first known field that does not decode into its type;
+// failing that it words the decoder's own error.
+func (f *rawFields) typeError(fields []field, err error) string {
+	for _, fd := range fields {
+		raw, ok := f.raw(fd.key)
+		if ok && f.decode(raw, fd.into()) != nil {
+			return fmt.Sprintf("field %q must be %s", fd.key, fd.want)
+		}
+	}
+	return typeError(err)
+}
+
+// checkIDArrays reads the pre-tokenized arrays as 64-bit integers and refuses
+// values that a 32-bit id cannot hold (CodeOutOfRange), which msgpack would
+// otherwise wrap silently into another, valid, id.
+func (f *rawFields) checkIDArrays() *Error {
+	for _, key := range []string{"input_ids", "token_type_ids", "attention_mask"} {
+		raw, ok := f.raw(key)
+		if !ok {
+			continue
+		}
+		var vs []any
+		if f.decode(raw, &vs) != nil {
+			continue // the struct decode words the type error
+		}
+		for i, v := range vs {
+			if n, ok := bigInt(v); ok {
+				return Errorf(CodeOutOfRange, "%s[%d] = %s does not fit a 32-bit id", key, i, n)
+			}
+		}
+	}
+	return nil
+}
+
+// bigInt reports an integer value outside the int32 range, in words.
+func bigInt(v any) (string, bool) {
+	switch n := v.(type) {
+	case int64:
+		return strconv.FormatInt(n, 10), n < math.MinInt32 || n > math.MaxInt32
+	case uint64:
+		return strconv.FormatUint(n, 10), n > math.MaxInt32
+	case uint32:
+		return strconv.FormatUint(uint64(n), 10), n > math.MaxInt32
+	case float64: // JSON numbers
+		if !math.IsInf(n, 0) && n == math.Trunc(n) && (n < math.MinInt32 || n > math.MaxInt32) {
+			return strconv.FormatFloat(n, 'f', -1, 64), true
+		}
+	}
+	return "", false
 }
 
 // typeError words a decode failure of a decodable payload for the user.
@@ -285,11 +393,12 @@ func (r *InferRequest) Validate(s Shape, now time.Time) *Error {
 // DecodeCompileJob decodes data into job like DecodeInferRequest, then checks
 // the fields the intake can judge without the compiler: a usable id and name.
 func DecodeCompileJob(e Encoding, data []byte, job *CompileJob) *Error {
-	if _, derr := decodeFields(e, data); derr != nil {
+	f, derr := decodeFields(e, data)
+	if derr != nil {
 		return derr
 	}
 	if err := Unmarshal(e, data, job); err != nil {
-		return Errorf(CodeBadCompileJob, "%s", typeError(err))
+		return Errorf(CodeBadCompileJob, "%s", f.typeError(compileFields, err))
 	}
 	if err := checkID(job.ID); err != nil {
 		return err

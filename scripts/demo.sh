@@ -18,9 +18,12 @@ WORK=$(mktemp -d -t bertq-demo.XXXXXX)
 URL="nats://127.0.0.1:${PORT}"
 pids=()
 
+# Stop in reverse order of start, so the broker outlives its clients' drains.
 cleanup() {
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM

@@ -78,10 +78,26 @@ func (w *Worker) process(r engine.Runner, b *batch, msgs []jetstream.Msg) {
 
 // decode reads and validates one message into a job with its input row. On
 // failure the job still carries what is needed to answer (reply, encoding, id).
-func (w *Worker) decode(m jetstream.Msg, now time.Time) (*job, *schemas.Error) {
+func (w *Worker) decode(m jetstream.Msg, now time.Time) (j *job, e *schemas.Error) {
 	h := m.Headers()
-	j := &job{msg: m, reply: h.Get(schemas.HeaderReplyTo), id: h.Get(schemas.HeaderMsgID)}
+	j = &job{msg: m, reply: h.Get(schemas.HeaderReplyTo), id: h.Get(schemas.HeaderMsgID)}
 	j.enc = schemas.Detect(h.Get(schemas.HeaderContentType), m.Data())
+	if j.reply != "" && !schemas.ValidReplySubject(j.reply) {
+		// The worker's permissions must not be aimed elsewhere: the request
+		// is refused without a reply (there is nowhere safe to send one).
+		w.log.Warn().Str("id", clip(j.id, 64)).Str("reply_to", clip(j.reply, 64)).
+			Msg("request refused: its reply subject is not an inbox")
+		bad := j.reply
+		j.reply = ""
+		return j, schemas.Errorf(schemas.CodeBadRequest, "the reply subject %q is not an inbox: replies go only to subjects under %s", clip(bad, 64), schemas.InboxPrefix)
+	}
+	// A decoder bug must cost one request, not the worker.
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error().Str("id", clip(j.id, 64)).Str("panic", clip(fmt.Sprint(p), 200)).Msg("decoding a request panicked")
+			e = schemas.Errorf(schemas.CodeInternal, "the worker could not read this request")
+		}
+	}()
 	var req schemas.InferRequest
 	if e := schemas.DecodeInferRequest(j.enc, m.Data(), &req); e != nil {
 		if id := schemas.PeekID(j.enc, m.Data()); id != "" {

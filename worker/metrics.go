@@ -256,15 +256,22 @@ func (w *Worker) MetricsHandler() http.Handler {
 	})
 }
 
-// clip bounds user-supplied text in logs.
+// clip bounds user-supplied text in logs, and replaces what a terminal could
+// act on (control characters, DEL, C1 controls such as U+009B CSI, which a
+// JSON log line carries unescaped) with U+FFFD.
 func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
 }
 
 // headerText makes s safe as a header value: one line, bounded.

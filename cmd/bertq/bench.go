@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/engine"
 )
 
@@ -92,20 +91,16 @@ type tally struct {
 }
 
 func bench(ctx context.Context, e *env, o benchOptions) error {
-	f, err := artifact.Open(o.model)
+	warnUnavailable(e.stderr)
+	m, f, err := loadModel(o.model, o.device)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	be, err := engine.Get(o.device)
-	if err != nil {
-		return err
-	}
-	m, err := be.Load(f, engine.Options{})
-	if err != nil {
-		return err
-	}
 	defer m.Close()
+	if f.Header.Synthetic {
+		fmt.Fprintln(e.stderr, syntheticWarning)
+	}
 	s, cfg := m.Spec(), f.Header.Model
 	res := benchResult{
 		Backend: m.Backend(), Precision: string(s.Precision), Batch: s.Batch, Seq: s.Seq, Cores: o.cores,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,11 @@ func init() {
 			maxQueue := fs.Int64("max-queue", broker.DefaultMaxQueue, "most requests queued before publishers are refused with queue_full (-1: no limit)")
 			replicas := fs.Int("replicas", 1, "stream and bucket replicas (clustered config only)")
 			jsonLog := fs.Bool("log-json", false, "log JSON lines instead of console text")
+			// With a config that requires authentication, the broker's own
+			// (in-process) connection for provisioning and the intake logs
+			// in like any client: see deploy/SECURITY.md.
+			auth := &natsFlags{}
+			auth.addAuth(fs, "the broker's own connection (provisioning, intake): ")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
@@ -41,13 +47,17 @@ func init() {
 				if *config != "" {
 					opts = append(opts, broker.WithConfigFile(*config))
 				}
-				return runBroker(ctx, log, opts, []broker.ProvisionOption{broker.WithMaxQueue(*maxQueue), broker.WithReplicas(*replicas)})
+				copts, err := auth.options()
+				if err != nil {
+					return err
+				}
+				return runBroker(ctx, log, opts, copts, []broker.ProvisionOption{broker.WithMaxQueue(*maxQueue), broker.WithReplicas(*replicas)})
 			}
 		},
 	})
 }
 
-func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, popts []broker.ProvisionOption) error {
+func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, copts []nats.Option, popts []broker.ProvisionOption) error {
 	b, err := broker.Start(opts...)
 	if err != nil {
 		return err
@@ -57,7 +67,9 @@ func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, po
 		b.WaitForShutdown()
 		log.Info().Msg("broker stopped")
 	}()
-	nc, err := nats.Connect(b.ClientURL(), nats.Name("bertq-broker"), nats.InProcessServer(b.Server()))
+	// In process, TLS is neither needed nor required: dial plain nats://.
+	inproc := strings.Replace(b.ClientURL(), "tls://", "nats://", 1)
+	nc, err := nats.Connect(inproc, append([]nats.Option{nats.Name("bertq-broker"), nats.InProcessServer(b.Server())}, copts...)...)
 	if err != nil {
 		return fmt.Errorf("connecting to the embedded server: %w", err)
 	}
@@ -66,10 +78,7 @@ func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, po
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = broker.Provision(pctx, js, append(popts, broker.WithProvisionLogger(log))...)
-	cancel()
-	if err != nil {
+	if err := provisionWhenReady(ctx, js, log, append(popts, broker.WithProvisionLogger(log))); err != nil {
 		return err
 	}
 	in, err := broker.StartIntake(nc, broker.WithIntakeLogger(log.With().Str("component", "intake").Logger()))
@@ -82,4 +91,28 @@ func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, po
 	in.Stop()
 	nc.FlushTimeout(2 * time.Second)
 	return nil
+}
+
+// provisionWhenReady provisions, retrying while JetStream does not answer:
+// the nodes of a fresh cluster elect a meta leader first (seconds, or until
+// enough nodes are up), and requests sent before that go unanswered. Other
+// errors end the broker, as before.
+func provisionWhenReady(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, popts []broker.ProvisionOption) error {
+	for {
+		// Each attempt is bounded: a request sent before the election is never
+		// answered. Creating a replicated stream takes seconds of its own.
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := broker.Provision(pctx, js, popts...)
+		timedOut := pctx.Err() != nil
+		cancel()
+		if err == nil || ctx.Err() != nil || !(timedOut || strings.Contains(err.Error(), "temporarily unavailable")) {
+			return err
+		}
+		log.Warn().Err(err).Msg("JetStream is not ready (a cluster is still electing its leader, or too few of its nodes are up); retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -19,14 +19,14 @@ import (
 type submitOpts struct {
 	submit bool
 	name   string
-	nats   string
+	nats   *natsFlags
 }
 
 func submitFlags(fs *flag.FlagSet) *submitOpts {
 	s := &submitOpts{}
 	fs.BoolVar(&s.submit, "submit", false, "submit the job to a compile worker over NATS and wait for its result")
 	fs.StringVar(&s.name, "name", "", "with --submit: the model name to store the artifact under")
-	fs.StringVar(&s.nats, "nats", defaultNATS, "with --submit: NATS server URL")
+	s.nats = addNATSFlags(fs, "with --submit: ")
 	return s
 }
 

@@ -19,7 +19,7 @@ func init() {
 		name:    "compiler",
 		summary: "run a compile worker: compile jobs from NATS into the model bucket",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			url := fs.String("nats", defaultNATS, "NATS server URL")
+			nf := addNATSFlags(fs, "")
 			workDir := fs.String("work-dir", "", "where checkpoints are downloaded and artifacts built (default: the temp dir)")
 			device := fs.String("device", "auto", "engine backend that verifies each artifact")
 			heartbeat := fs.Duration("heartbeat", compiler.DefaultHeartbeat, "how often a running job is reported in progress (keep under the consumer's AckWait)")
@@ -29,7 +29,7 @@ func init() {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, e.args[0])
 				}
 				log := stderrLogger(e.stderr, *jsonLog).With().Str("svc", "compiler").Logger()
-				nc, err := dialNATS(*url, "bertq compiler", log, true)
+				nc, err := dialNATS(nf, "bertq compiler", log, true)
 				if err != nil {
 					return err
 				}
@@ -55,9 +55,15 @@ func stderrLogger(w io.Writer, jsonLines bool) zerolog.Logger {
 	return zerolog.New(zerolog.ConsoleWriter{Out: w, NoColor: noColor, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
 }
 
-// dialNATS connects to url. A service (forever) keeps reconnecting through
-// server restarts; a one-shot command uses nats.go's bounded defaults.
-func dialNATS(url, name string, log zerolog.Logger, forever bool) (*nats.Conn, error) {
+// dialNATS connects as nf says (URL, credentials, TLS, inbox prefix). A
+// service (forever) keeps reconnecting through server restarts; a one-shot
+// command uses nats.go's bounded defaults. URLs are logged and reported
+// without their credentials.
+func dialNATS(nf *natsFlags, name string, log zerolog.Logger, forever bool) (*nats.Conn, error) {
+	auth, err := nf.options()
+	if err != nil {
+		return nil, err
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -70,9 +76,9 @@ func dialNATS(url, name string, log zerolog.Logger, forever bool) (*nats.Conn, e
 	if forever {
 		opts = append(opts, nats.MaxReconnects(-1))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(nf.url, append(opts, auth...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(nf.url), err)
 	}
 	return nc, nil
 }

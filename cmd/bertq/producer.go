@@ -19,7 +19,7 @@ func init() {
 		summary: "load generator: clients send MRPC pairs; reports throughput, latency, accuracy",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var f producerFlags
-			fs.StringVar(&f.url, "nats", defaultNATS, "NATS server URL")
+			f.nats = addNATSFlags(fs, "")
 			fs.StringVar(&f.model, "model", "", "model name (required, except with --collect)")
 			fs.IntVar(&f.clients, "clients", producer.DefaultClients, "concurrent clients")
 			fs.IntVar(&f.cycle, "cycle", producer.DefaultCycle, "requests each client sends, one after another")
@@ -38,7 +38,8 @@ func init() {
 }
 
 type producerFlags struct {
-	url, model, data, collect      string
+	nats                           *natsFlags
+	model, data, collect           string
 	clients, cycle, backlog        int
 	timeout                        time.Duration
 	direct, msgpack, jsonOut, wait bool
@@ -82,7 +83,7 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 		opts = append(opts, producer.WithProgress(e.stderr))
 	}
 	log := stderrLogger(e.stderr, false)
-	nc, err := dialNATS(f.url, "bertq producer", log, false)
+	nc, err := dialNATS(f.nats, "bertq producer", log, false)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 
 func printReceipt(w io.Writer, r *producer.BacklogReceipt, f *producerFlags) {
 	fmt.Fprintf(w, "published %d requests for model %s: run id %s (ids %s … %s)\n", r.Published, r.Model, r.RunID, r.FirstID, r.LastID)
-	fmt.Fprintf(w, "replies go to %s; collect them (before workers start) with:\n  bertq producer --nats %s --collect %s --timeout 10m\n", r.Inbox, f.url, r.RunID)
+	fmt.Fprintf(w, "replies go to %s; collect them (before workers start) with:\n  bertq producer --nats %s --collect %s --timeout 10m\n", r.Inbox, redactURL(f.nats.url), r.RunID)
 }
 
 // writeJSONLine writes v as one line of JSON.

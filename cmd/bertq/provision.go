@@ -16,7 +16,7 @@ func init() {
 		name:    "provision",
 		summary: "create or update bertq's streams and buckets on a NATS server or cluster",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			url := fs.String("nats", defaultNATS, "NATS server URL")
+			nf := addNATSFlags(fs, "")
 			replicas := fs.Int("replicas", 1, "stream and bucket replicas (up to the cluster size)")
 			maxQueue := fs.Int64("max-queue", broker.DefaultMaxQueue, "most requests queued before publishers are refused with queue_full (-1: no limit)")
 			intake := fs.Bool("intake", false, "then run the intake service on this server until interrupted")
@@ -29,7 +29,7 @@ func init() {
 					return fmt.Errorf("%w: --replicas must be at least 1", errUsage)
 				}
 				log := stderrLogger(e.stderr, *jsonLog).With().Str("svc", "provision").Logger()
-				nc, err := dialNATS(*url, "bertq provision", log, *intake)
+				nc, err := dialNATS(nf, "bertq provision", log, *intake)
 				if err != nil {
 					return err
 				}
@@ -44,7 +44,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				log.Info().Str("url", *url).Msg("provisioned")
+				log.Info().Str("url", redactURL(nf.url)).Msg("provisioned")
 				if !*intake {
 					return nil
 				}

@@ -17,7 +17,7 @@ func init() {
 		name:    "upload",
 		summary: "upload a Hugging Face checkpoint directory for compile jobs (checkpoint:<name>)",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			url := fs.String("nats", defaultNATS, "NATS server URL")
+			nf := addNATSFlags(fs, "")
 			name := fs.String("name", "", "checkpoint name: compile jobs then use source checkpoint:<name>")
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 			fs.Usage = func() {
@@ -28,7 +28,7 @@ func init() {
 				if *name == "" || len(e.args) != 1 {
 					return fmt.Errorf("%w: want --name NAME and one checkpoint directory", errUsage)
 				}
-				nc, err := dialNATS(*url, "bertq upload", zerolog.Nop(), false)
+				nc, err := dialNATS(nf, "bertq upload", zerolog.Nop(), false)
 				if err != nil {
 					return err
 				}

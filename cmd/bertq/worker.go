@@ -27,7 +27,7 @@ func init() {
 		summary: "serve a compiled model from the JetStream queue, in static batches",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			o := &workerFlags{}
-			fs.StringVar(&o.nats, "nats", defaultNATS, "NATS server URL")
+			o.nats = addNATSFlags(fs, "")
 			fs.StringVar(&o.model, "model", "", "model name: the artifact's name in the "+schemas.ModelBucket+" bucket and the subject token requests arrive on")
 			fs.StringVar(&o.modelFile, "model-file", "", "serve this local artifact instead of fetching it (model name: --model, else the file's base name)")
 			fs.IntVar(&o.parallel, "parallel", 4, "batch loops, each with its own engine runner pinned to a core")
@@ -49,10 +49,11 @@ func init() {
 }
 
 type workerFlags struct {
-	nats, model, modelFile, device, cache, metrics, id string
-	parallel, maxDeliver                               int
-	ackWait                                            time.Duration
-	jsonLog                                            bool
+	nats                                         *natsFlags
+	model, modelFile, device, cache, metrics, id string
+	parallel, maxDeliver                         int
+	ackWait                                      time.Duration
+	jsonLog                                      bool
 }
 
 func runWorker(ctx context.Context, e *env, o *workerFlags) error {

@@ -58,6 +58,7 @@ type model struct {
 	poolW, poolB, clsW, clsB uintptr
 	layers                   []deviceLayer
 	shapes                   [numOps]*gemmShape
+	bare                     [numOps]gemmOp // DEFAULT-epilogue descriptors, for RunGEMMs(false)
 	planner                  *gemmPlanner
 	ltHandle                 uintptr
 	geluInEpilogue           bool // the FFN-in matmul applies (tanh) GELU itself
@@ -338,7 +339,29 @@ func (m *model) plan() error {
 		{name: "ffn_in", m: M, n: I, k: H, epilogue: ffnIn},
 		{name: "ffn_out", m: M, n: H, k: I, epilogue: ltEpilogueBias},
 	}
-	for l := range m.layers {
+	// Layer 0 picks each shape's algorithm. cuBLASLt may lack a GELU_BIAS
+	// kernel for a shape or type: then the FFN-in matmul falls back to BIAS
+	// and gelu.cu's tanh GELU, which computes the same function.
+	for op := range numOps {
+		o := &m.layers[0].ops[op]
+		o.shape = m.shapes[op]
+		d, err := p.desc(o.shape.epilogue, o.bias)
+		if err == nil {
+			err = p.shape(o.shape, d)
+		}
+		if err != nil && op == opFFNIn && m.geluInEpilogue {
+			m.geluInEpilogue = false
+			o.shape.epilogue = ltEpilogueBias
+			if d, err = p.desc(o.shape.epilogue, o.bias); err == nil {
+				err = p.shape(o.shape, d)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		o.desc = d
+	}
+	for l := 1; l < len(m.layers); l++ {
 		for op := range numOps {
 			o := &m.layers[l].ops[op]
 			o.shape = m.shapes[op]
@@ -347,15 +370,25 @@ func (m *model) plan() error {
 				return err
 			}
 			o.desc = d
-			if l == 0 {
-				if err := p.shape(o.shape, d); err != nil {
-					return err
-				}
-			}
 		}
 	}
-	for _, sh := range m.shapes {
-		m.workspace = max(m.workspace, sh.workspace())
+	// Bare matmuls (no epilogue) for the roofline of RunGEMMs(false): one
+	// descriptor per shape serves every layer, as it carries no bias.
+	for op := range numOps {
+		sh := *m.shapes[op]
+		sh.name += " (bare)"
+		sh.epilogue = ltEpilogueDefault
+		d, err := p.desc(ltEpilogueDefault, 0)
+		if err != nil {
+			return err
+		}
+		if err := p.shape(&sh, d); err != nil {
+			return err
+		}
+		m.bare[op] = gemmOp{desc: d, shape: &sh}
+	}
+	for op := range numOps {
+		m.workspace = max(m.workspace, m.shapes[op].workspace(), m.bare[op].shape.workspace())
 	}
 	return nil
 }

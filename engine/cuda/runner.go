@@ -35,11 +35,15 @@ type runner struct {
 	hostLogits []float32
 
 	graph, exec uintptr
-	graphErr    error // why capture failed, when it did (runs go on directly)
-	warm        bool  // a direct run has completed
+	graphErr    error                            // why capture failed, when it did (runs go on directly)
+	gemmGraphs  [2]struct{ graph, exec uintptr } // RunGEMMs(true), RunGEMMs(false)
+	warm        bool                             // a direct run has completed
 	args        *launchArgs
 	closed      bool
 }
+
+// Roofliner is the optional interface bertq bench looks for.
+var _ interface{ RunGEMMs(postOps bool) error } = (*runner)(nil)
 
 // launchArgs is cuLaunchKernel's kernelParams: an array of pointers to the
 // argument values. It lives in the runner (heap, never moved by Go's GC) and
@@ -277,11 +281,83 @@ func (r *runner) forward() error {
 
 // gemm runs out = in·W + bias (and GELU, per the op's epilogue).
 func (r *runner) gemm(op *gemmOp, in, out uintptr) error {
-	m, sh := r.m, op.shape
-	res := m.r.lt.cublasLtMatmul(r.lt, op.desc, unsafe.Pointer(&m.alpha), op.w, sh.a, in, sh.b,
+	return r.matmul(op.desc, op.shape, op.w, in, out)
+}
+
+func (r *runner) matmul(desc uintptr, sh *gemmShape, w, in, out uintptr) error {
+	m := r.m
+	res := m.r.lt.cublasLtMatmul(r.lt, desc, unsafe.Pointer(&m.alpha), w, sh.a, in, sh.b,
 		unsafe.Pointer(&m.beta), out, sh.d, out, sh.d, sh.algo(), r.ws, r.wsBytes, r.stream)
 	if err := ltCheck("cublasLtMatmul "+sh.name, res); err != nil {
 		return err
+	}
+	return nil
+}
+
+// RunGEMMs executes only the encoder matmuls of one forward, on the runner's
+// own (stale) buffers, with the same shapes, precision and algorithms:
+// postOps true with their bias (and GELU) epilogues, false bare. Benchmarks
+// compare its rate with the forward's to see what the other kernels cost
+// (the same contract as engine/onednn's Roofliner). Like Run, the first call
+// of each kind runs directly and captures a graph that later calls replay.
+func (r *runner) RunGEMMs(postOps bool) error {
+	if r.closed {
+		return engine.ErrClosed
+	}
+	m := r.m
+	leave, err := m.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	drv := &m.r.drv
+	g := &r.gemmGraphs[0]
+	if !postOps {
+		g = &r.gemmGraphs[1]
+	}
+	enqueue := func() error {
+		for l := range m.layers {
+			ly := &m.layers[l]
+			ins := [numOps]uintptr{r.x, r.ctx, r.x, r.ffn}
+			outs := [numOps]uintptr{r.qkv, r.tmp, r.ffn, r.tmp}
+			for op := range numOps {
+				var err error
+				if postOps {
+					err = r.gemm(&ly.ops[op], ins[op], outs[op])
+				} else {
+					err = r.matmul(m.bare[op].desc, m.bare[op].shape, ly.ops[op].w, ins[op], outs[op])
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if g.exec != 0 {
+		if err := m.r.check("cuGraphLaunch", drv.cuGraphLaunch(g.exec, r.stream)); err != nil {
+			return err
+		}
+		return m.r.check("cuStreamSynchronize", drv.cuStreamSynchronize(r.stream))
+	}
+	if err := enqueue(); err != nil {
+		return err
+	}
+	if err := m.r.check("cuStreamSynchronize", drv.cuStreamSynchronize(r.stream)); err != nil {
+		return err
+	}
+	if m.set.graphs {
+		if err := m.r.check("cuStreamBeginCapture_v2", drv.cuStreamBeginCapture(r.stream, cuCaptureModeRelaxed)); err != nil {
+			return nil // the direct run counted; later calls run directly too
+		}
+		ferr := enqueue()
+		var graph, exec uintptr
+		eerr := m.r.check("cuStreamEndCapture", drv.cuStreamEndCapture(r.stream, &graph))
+		if ferr == nil && eerr == nil && drv.cuGraphInstantiateWithFlags(&exec, graph, 0) == 0 {
+			g.graph, g.exec = graph, exec
+		} else if graph != 0 {
+			drv.cuGraphDestroy(graph)
+		}
 	}
 	return nil
 }
@@ -360,6 +436,13 @@ func (r *runner) free() error {
 	if r.graph != 0 {
 		drv.cuGraphDestroy(r.graph)
 		r.graph = 0
+	}
+	for i := range r.gemmGraphs {
+		if g := &r.gemmGraphs[i]; g.exec != 0 {
+			drv.cuGraphExecDestroy(g.exec)
+			drv.cuGraphDestroy(g.graph)
+			g.graph, g.exec = 0, 0
+		}
 	}
 	if r.host != nil {
 		drv.cuMemFreeHost(r.host)

@@ -2,7 +2,7 @@
 
 // The C half of the oneDNN engine: weight reorders, per-runner primitives and
 // buffers, the layer loop, and the few element-wise kernels oneDNN does not
-// fuse for us (bf16 conversion, Q/K/V re-layout, masked softmax, LayerNorm).
+// fuse for us (embedding, Q/K/V re-layout, masked softmax, LayerNorm).
 //
 // Every function that can fail returns NULL on success or a malloc'd message
 // that names the step and shape; the Go side frees it.
@@ -99,14 +99,6 @@ AVX512 static inline __m256i bf16x16_int(__m512 v) {
 #undef KTARGET
 #undef KSFX
 #undef KBF16
-
-static void cvt_bf16(const float *x, uint16_t *y, size_t n) {
-    switch (use_simd()) {
-    case 2: cvt_bf16_avx512bf16(x, y, n); return;
-    case 1: cvt_bf16_avx512(x, y, n); return;
-    }
-    for (size_t i = 0; i < n; i++) y[i] = f32_to_bf16(x[i]);
-}
 
 // QKV [B][S][3][NH][D] → Q, K, V each [B][NH][S][D], es bytes per element.
 static void relayout_qkv(const char *qkv, char *q, char *k, char *v, int B, int S, int NH, int D,
@@ -301,8 +293,20 @@ static char *mm_pd(bq_model *m, int kind, int post, dnnl_primitive_desc_t *pd) {
     dnnl_memory_desc_t src, wei, bias, dst;
     int has_bias = post;
     dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_matmul_desc_t md;
+    dnnl_status_t st;
     DNNL_TRY(dnnl_post_ops_create(&po), "%s", what);
     char *err = NULL;
+#define TRY(call, ...)                                                                            \
+    do {                                                                                          \
+        if ((st = (call)) != dnnl_success) {                                                      \
+            char how_[128];                                                                       \
+            snprintf(how_, sizeof how_, __VA_ARGS__);                                             \
+            err = errorf("%s%s: %s failed: %s", what, how_, #call, dnnl_status2str(st));          \
+            goto out;                                                                             \
+        }                                                                                         \
+    } while (0)
     switch (kind) {
     case MM_QKV:
     case MM_AO:
@@ -310,28 +314,27 @@ static char *mm_pd(bq_model *m, int kind, int post, dnnl_primitive_desc_t *pd) {
     case MM_FO: {
         dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, bd = {1, N};
         dnnl_data_type_t ddt = (kind == MM_AO || kind == MM_FO) ? dnnl_f32 : dt;
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 2, sd, dt, dnnl_ab), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dt, dnnl_format_tag_any), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, ddt, dnnl_ab), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", what);
+        TRY(dnnl_memory_desc_init_by_tag(&src, 2, sd, dt, dnnl_ab), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dt, dnnl_format_tag_any), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, ddt, dnnl_ab), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", "");
         if (post && (kind == MM_AO || kind == MM_FO))
-            DNNL_TRY(dnnl_post_ops_append_sum(po, 1.0f), "%s: residual sum post-op", what);
+            TRY(dnnl_post_ops_append_sum(po, 1.0f), ": residual sum post-op");
         if (post && kind == MM_FI) {
             dnnl_alg_kind_t alg = m->act == 1   ? dnnl_eltwise_gelu_tanh
                                   : m->act == 2 ? dnnl_eltwise_swish
                                                 : dnnl_eltwise_gelu_erf;
             float alpha = m->act == 2 ? 1.702f : 0.0f;
-            DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f),
-                     "%s: activation post-op", what);
+            TRY(dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f), ": activation post-op");
         }
         break;
     }
     case MM_SC: {
         dnnl_dims_t sd = {m->B, m->NH, m->S, m->D}, wd = {m->B, m->NH, m->D, m->S},
                     dd = {m->B, m->NH, m->S, m->S};
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abdc), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_abcd), "%s", what);
+        TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abdc), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_abcd), "%s", "");
         has_bias = 0;
         break;
     }
@@ -339,27 +342,25 @@ static char *mm_pd(bq_model *m, int kind, int post, dnnl_primitive_desc_t *pd) {
         dnnl_dims_t sd = {m->B, m->NH, m->S, m->S}, wd = {m->B, m->NH, m->S, m->D},
                     dd = {m->B, m->NH, m->S, m->D},
                     ds = {(int64_t)m->S * m->H, m->D, m->H, 1};
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abcd), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_strides(&dst, 4, dd, dt, ds), "%s", what);
+        TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abcd), "%s", "");
+        TRY(dnnl_memory_desc_init_by_strides(&dst, 4, dd, dt, ds), "%s", "");
         has_bias = 0;
         break;
     }
     default: { // pooler: the [CLS] rows of the f32 hidden state, strided
         dnnl_dims_t sd = {m->B, m->H}, ss = {(int64_t)m->S * m->H, 1}, wd = {m->H, m->H},
                     dd = {m->B, m->H}, bd = {1, m->H};
-        DNNL_TRY(dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_f32, ss), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_f32, dnnl_format_tag_any), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab), "%s", what);
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", what);
+        TRY(dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_f32, ss), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_f32, dnnl_format_tag_any), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab), "%s", "");
+        TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", "");
         has_bias = 1;
-        DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_tanh, 0, 0), "%s: tanh post-op", what);
+        TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_tanh, 0, 0), ": tanh post-op");
         break;
     }
     }
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_status_t st = dnnl_matmul_desc_init(&md, &src, &wei, has_bias ? &bias : NULL, &dst);
+    st = dnnl_matmul_desc_init(&md, &src, &wei, has_bias ? &bias : NULL, &dst);
     if (st != dnnl_success) {
         err = errorf("%s: dnnl_matmul_desc_init failed: %s", what, dnnl_status2str(st));
         goto out;
@@ -379,6 +380,7 @@ out:
     if (attr) dnnl_primitive_attr_destroy(attr);
     dnnl_post_ops_destroy(po);
     return err;
+#undef TRY
 }
 
 static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
@@ -824,7 +826,8 @@ static dnnl_status_t run_mm(bq_runner *r, const mm_t *mm, dnnl_memory_t wei, dnn
         if (s_ != dnnl_success) {                                                              \
             char what_[256];                                                                   \
             mm_label(m, kind, what_, sizeof what_);                                            \
-            return errorf("layer %d %s: execution failed: %s", l, what_, dnnl_status2str(s_)); \
+            return errorf("layer %d %s: execution failed: %s", l < m->L ? l : m->L - 1, what_,        \
+                          dnnl_status2str(s_));                                                \
         }                                                                                      \
     } while (0)
 
@@ -856,8 +859,25 @@ static char *make_nopost(bq_runner *r) {
     return NULL;
 }
 
-// bq_runner_forward runs the encoder on the embedded hidden state in x with the
-// additive mask in mask, and the pooler into pooled. mode 1 runs only the
+// bq_runner_embed writes the embedding output for ids/types (Batch·Seq
+// tokens, already validated) into the hidden state: word + position + token
+// type rows, then LayerNorm (also producing the bf16 copy). The table pointers
+// are only read during the call.
+void bq_runner_embed(bq_runner *r, const float *word, const float *pos, const float *type,
+                     const float *gamma, const float *beta, const int32_t *ids, const int32_t *types) {
+    bq_model *m = r->m;
+    int H = m->H, T = m->B * m->S;
+    for (int t = 0; t < T; t++) {
+        float *x = r->x + (size_t)t * H;
+        const float *a = word + (size_t)ids[t] * H, *b = pos + (size_t)(t % m->S) * H,
+                    *c = type + (size_t)types[t] * H;
+        for (int i = 0; i < H; i++) x[i] = a[i] + b[i] + c[i];
+    }
+    layernorm(r->x, m->bf16 ? r->xb : NULL, gamma, beta, T, H, m->eps);
+}
+
+// bq_runner_forward runs the encoder on the embedded hidden state in x (see
+// bq_runner_embed) with the additive mask in mask, and the pooler into pooled. mode 1 runs only the
 // GEMMs of the same forward, post-ops included (the roofline); mode 2 the bare
 // GEMMs without bias or post-ops; mode 3 everything but the encoder GEMMs (to
 // measure the non-GEMM work).
@@ -878,7 +898,6 @@ char *bq_runner_forward(bq_runner *r, int mode) {
     }
     int full = mode == 0 || mode == 3, gemm = mode != 3;
     if (full) prep_mask(r->mask, r->mrow, r->mld, r->ncol, r->live, m->B, m->S);
-    if (full && m->bf16) cvt_bf16(r->x, r->xb, T * m->H);
     for (l = 0; l < m->L; l++) {
         dnnl_memory_t *w = r->w + (size_t)l * N_WEIGHTS, *b = r->b + (size_t)l * N_WEIGHTS;
         if (gemm) RUN(MM_QKV, mm, w[MM_QKV], post ? b[MM_QKV] : NULL);

@@ -5,6 +5,8 @@
 #ifndef BERTQ_ONEDNN_BQ_H
 #define BERTQ_ONEDNN_BQ_H
 
+#include <stdint.h>
+
 typedef struct bq_model bq_model;
 typedef struct bq_runner bq_runner;
 
@@ -23,6 +25,8 @@ char *bq_runner_create(bq_model *m, bq_runner **out);
 float *bq_runner_x(bq_runner *r);
 float *bq_runner_mask(bq_runner *r);
 float *bq_runner_pooled(bq_runner *r);
+void bq_runner_embed(bq_runner *r, const float *word, const float *pos, const float *type,
+                     const float *gamma, const float *beta, const int32_t *ids, const int32_t *types);
 char *bq_runner_forward(bq_runner *r, int mode);
 void bq_runner_destroy(bq_runner *r);
 

@@ -10,15 +10,6 @@
 #define KCAT(a, b) KCAT2(a, b)
 #define KFN(name) KCAT(name, KSFX)
 
-KTARGET static void KFN(cvt_bf16_)(const float *x, uint16_t *y, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(y + i), KBF16(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        _mm256_mask_storeu_epi16(y + i, k, KBF16(_mm512_maskz_loadu_ps(k, x + i)));
-    }
-}
-
 // exp for x ≤ 0 (or -inf): Cody–Waite reduction to r ∈ [-ln2/2, ln2/2], a
 // degree-6 Taylor polynomial (relative error ≤ 1.2e-7), scaling by 2^n;
 // results below e^-86 are exactly zero, so masked keys contribute nothing.
@@ -39,42 +30,71 @@ KTARGET static inline __m512 KFN(exp_)(__m512 x) {
     return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
 }
 
+// softmax of R live rows (R ≤ 4) at once, interleaved so that their
+// reduction and exp latency chains overlap.
+KTARGET static inline __attribute__((always_inline)) void KFN(softmax_rows_)(
+    const float *const *s, void *const *o, const float *m, int R, int nv, int S, int bf16, __m512 *e) {
+    __m512 mx[4], inv[4], sum[4];
+    for (int r = 0; r < R; r++) mx[r] = _mm512_set1_ps(-INFINITY);
+    for (int v = 0; v < nv; v++) {
+        int rem = S - 16 * v;
+        __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
+        __m512 mv = _mm512_loadu_ps(m + 16 * v);
+        for (int r = 0; r < R; r++) {
+            __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(k, s[r] + 16 * v), mv);
+            e[r * nv + v] = x;
+            mx[r] = _mm512_max_ps(mx[r], x);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+        sum[r] = _mm512_setzero_ps();
+    }
+    for (int v = 0; v < nv; v++)
+        for (int r = 0; r < R; r++) {
+            __m512 x = KFN(exp_)(_mm512_sub_ps(e[r * nv + v], mx[r]));
+            e[r * nv + v] = x;
+            sum[r] = _mm512_add_ps(sum[r], x);
+        }
+    for (int r = 0; r < R; r++) inv[r] = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum[r]));
+    for (int v = 0; v < nv; v++) {
+        int rem = S - 16 * v;
+        __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
+        for (int r = 0; r < R; r++) {
+            __m512 p = _mm512_mul_ps(e[r * nv + v], inv[r]);
+            if (bf16)
+                _mm256_mask_storeu_epi16((uint16_t *)o[r] + 16 * v, k, KBF16(p));
+            else
+                _mm512_mask_storeu_ps((float *)o[r] + 16 * v, k, p);
+        }
+    }
+}
+
 // See softmax in bq.c for the contract.
 KTARGET static void KFN(softmax_)(const float *sc, const float *mrow, int ld, const int *ncol,
                                   const unsigned char *live, void *out, int B, int NH, int S, int bf16) {
+    enum { R = 4 };
     int nvs = (S + 15) / 16;
-    __m512 e[nvs];
+    __m512 e[R * nvs];
+    size_t es = bf16 ? 2 : 4;
     for (int b = 0; b < B; b++) {
         const float *m = mrow + (size_t)b * ld;
         int nv = (ncol[b] + 15) / 16;
-        for (int h = 0; h < NH; h++)
+        const unsigned char *lv = live + (size_t)b * S;
+        for (int h = 0; h < NH; h++) {
+            size_t base = ((size_t)b * NH + h) * S * S;
+            const float *rs[R];
+            void *ro[R];
+            int n = 0;
             for (int i = 0; i < S; i++) {
-                size_t off = (((size_t)b * NH + h) * S + i) * S;
-                const float *s = sc + off;
+                size_t off = base + (size_t)i * S;
                 int from = 0;
-                if (live[(size_t)b * S + i]) {
-                    __m512 mx = _mm512_set1_ps(-INFINITY);
-                    for (int v = 0; v < nv; v++) {
-                        int rem = S - 16 * v;
-                        __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
-                        e[v] = _mm512_add_ps(_mm512_maskz_loadu_ps(k, s + 16 * v), _mm512_loadu_ps(m + 16 * v));
-                        mx = _mm512_max_ps(mx, e[v]);
-                    }
-                    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-                    __m512 sum = _mm512_setzero_ps();
-                    for (int v = 0; v < nv; v++) {
-                        e[v] = KFN(exp_)(_mm512_sub_ps(e[v], vmax));
-                        sum = _mm512_add_ps(sum, e[v]);
-                    }
-                    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-                    for (int v = 0; v < nv; v++) {
-                        int rem = S - 16 * v;
-                        __mmask16 k = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
-                        __m512 p = _mm512_mul_ps(e[v], inv);
-                        if (bf16)
-                            _mm256_mask_storeu_epi16((uint16_t *)out + off + 16 * v, k, KBF16(p));
-                        else
-                            _mm512_mask_storeu_ps((float *)out + off + 16 * v, k, p);
+                if (lv[i]) {
+                    rs[n] = sc + off;
+                    ro[n] = (char *)out + off * es;
+                    if (++n == R) {
+                        KFN(softmax_rows_)(rs, ro, m, R, nv, S, bf16, e);
+                        n = 0;
                     }
                     from = nv;
                 }
@@ -87,6 +107,8 @@ KTARGET static void KFN(softmax_)(const float *sc, const float *mrow, int ld, co
                         _mm512_mask_storeu_ps((float *)out + off + 16 * v, k, _mm512_setzero_ps());
                 }
             }
+            for (int r = 0; r < n; r++) KFN(softmax_rows_)(rs + r, ro + r, m, 1, nv, S, bf16, e);
+        }
     }
 }
 

@@ -85,9 +85,9 @@ func activationCode(a bert.Activation) (C.int, error) {
 }
 
 // Load reorders the artifact's encoder weights into oneDNN's blocked layouts
-// (shared by every runner), then drops the artifact's mapped pages from
-// resident memory; the embedding tables it keeps using fault back in as
-// touched.
+// (shared by every runner), dropping the artifact's mapped pages from resident
+// memory as it goes; the embedding tables it keeps reading from the artifact
+// fault back in as touched.
 func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 	w, err := engine.ReadWeights(f)
 	if err != nil {
@@ -149,6 +149,9 @@ func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 			for i, v := range vecs {
 				C.bq_model_set_vector(cm, C.int(l), C.int(i), (*C.float)(unsafe.Pointer(&v[0])))
 			}
+			// Drop the pages read so far, so that resident memory never holds
+			// more than one layer twice.
+			f.DropPages()
 		}
 		return cerr(C.bq_model_set_pooler(cm, (*C.float)(unsafe.Pointer(&w.PoolerW[0])),
 			(*C.float)(unsafe.Pointer(&w.PoolerB[0]))))
@@ -342,8 +345,11 @@ func (r *Runner) exec(c *C.bq_runner, req request) (err error) {
 	}
 	w, s := r.m.w, r.m.spec
 	H, T := w.Config.HiddenSize, s.Batch*s.Seq
-	x := unsafe.Slice((*float32)(unsafe.Pointer(C.bq_runner_x(c))), T*H)
-	w.Embed(req.in, x)
+	// The embedding gather and LayerNorm run in C (engine.Weights.Embed's
+	// arithmetic with float32 statistics), writing the bf16 copy as they go.
+	C.bq_runner_embed(c, (*C.float)(&w.Word[0]), (*C.float)(&w.Position[0]), (*C.float)(&w.Type[0]),
+		(*C.float)(&w.EmbGamma[0]), (*C.float)(&w.EmbBeta[0]),
+		(*C.int32_t)(&req.in.InputIDs[0]), (*C.int32_t)(&req.in.TokenTypeIDs[0]))
 	mask := unsafe.Slice((*float32)(unsafe.Pointer(C.bq_runner_mask(c))), T)
 	for i, v := range req.in.AttentionMask {
 		if v != 0 {
@@ -379,4 +385,3 @@ func setSIMD(on bool) {
 	}
 	C.bq_set_simd(v)
 }
-

@@ -452,6 +452,64 @@ func TestAllPaddingSequence(t *testing.T) {
 	}
 }
 
+// Whatever sits at masked positions, the logits are the same bits: padding
+// keys get probability exactly zero and padding queries are never read.
+func TestPaddingContentIrrelevant(t *testing.T) {
+	for _, prec := range []artifact.Precision{artifact.FP32, artifact.BF16} {
+		t.Run(string(prec), func(t *testing.T) {
+			c := smallConfig(bert.GELUExact)
+			fx := load(t, c, 4, 32, prec, 45)
+			rng := rand.New(rand.NewSource(9))
+			in := randomInput(rng, c, 4, 32, true)
+			want := fx.run(t, in)
+			for i, m := range in.AttentionMask {
+				if m == 0 {
+					in.InputIDs[i] = int32(rng.Intn(c.VocabSize))
+					in.TokenTypeIDs[i] = int32(rng.Intn(2))
+				}
+			}
+			if got := fx.run(t, in); !bitsEqual(got, want) {
+				t.Fatalf("changing padding tokens changed the logits: %v, was %v", got, want)
+			}
+		})
+	}
+}
+
+// An artifact parsed from Go memory (not mapped) works the same; run under
+// GOEXPERIMENT=cgocheck2 this checks the cgo pointer rules.
+func TestLoadFromGoMemory(t *testing.T) {
+	c := smallConfig(bert.GELUExact)
+	fx := load(t, c, 2, 16, artifact.BF16, 47)
+	in := randomInput(rand.New(rand.NewSource(10)), c, 2, 16, true)
+	want := fx.run(t, in)
+	b, err := os.ReadFile(fx.f.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := artifact.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, _ := engine.Get(Name)
+	m, err := be.Load(f, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r, err := m.NewRunner(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make([]float32, len(want))
+	if err := r.Run(in, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bitsEqual(got, want) {
+		t.Fatalf("from memory %v, from the mapped file %v", got, want)
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	c := smallConfig(bert.GELUExact)
 	fx := load(t, c, 4, 32, artifact.BF16, 50)

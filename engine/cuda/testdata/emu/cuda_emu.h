@@ -1,6 +1,6 @@
 // A small CPU emulation of the CUDA features bertq's kernels use, so that the
 // kernels' own source runs (slowly) on a machine without a GPU. Each CUDA
-// thread of a block is a fiber (ucontext) scheduled round-robin on the
+// thread of a block is a fiber scheduled round-robin on the
 // calling OS thread; __syncthreads and __syncwarp park a fiber until every
 // live thread of the block (or warp) has arrived; warp shuffles exchange
 // through a per-warp slot array between two warp barriers. Blocks run one
@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -33,25 +34,83 @@ static void* emu_dyn_smem;
 
 namespace emu {
 enum State { runnable, at_block_barrier, at_warp_barrier, done };
+
+#if defined(__x86_64__)
+// A minimal context switch: glibc's swapcontext also saves the signal mask
+// with a system call, which made barriers cost a microsecond each.
+extern "C" void emu_switch(void** save_sp, void* to_sp);
+asm(R"(
+.text
+.globl emu_switch
+.hidden emu_switch
+.type emu_switch,@function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+)");
+struct Context {
+    void* sp;
+};
+static void trampoline();
+static void make_context(Context* c, char* stack, size_t size) {
+    // Entered through emu_switch's ret: six callee-saved slots, then the
+    // entry point; %rsp ≡ 8 (mod 16) at entry, as after a call.
+    uintptr_t top = ((uintptr_t)(stack + size) & ~(uintptr_t)15) - 8;
+    void** sp = (void**)top;
+    *--sp = (void*)trampoline;
+    for (int i = 0; i < 6; i++) *--sp = nullptr;
+    c->sp = sp;
+}
+static void switch_context(Context* from, Context* to) { emu_switch(&from->sp, to->sp); }
+#else
+struct Context {
+    ucontext_t uc;
+};
+static void trampoline();
+static void make_context(Context* c, char* stack, size_t size) {
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = nullptr;
+    makecontext(&c->uc, trampoline, 0);
+}
+static void switch_context(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
+#endif
+
 struct Fiber {
-    ucontext_t ctx;
+    Context ctx;
     State state;
 };
 constexpr size_t stack_bytes = 64 << 10;
 static std::vector<Fiber> fibers;
 static std::vector<char> stacks;
-static ucontext_t scheduler;
+static Context scheduler;
 static int current;
 static std::function<void()> kernel;
 static float slots[1024];
 
 static void park(State s) {
     fibers[current].state = s;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    switch_context(&fibers[current].ctx, &scheduler);
 }
 static void trampoline() {
     kernel();
     fibers[current].state = done;
+    switch_context(&fibers[current].ctx, &scheduler); // never resumed
+    std::abort();
 }
 }  // namespace emu
 
@@ -76,11 +135,7 @@ static bool emu_run_block(unsigned n) {
     fibers.assign(n, Fiber{});
     if (stacks.size() < n * stack_bytes) stacks.resize(n * stack_bytes);
     for (unsigned i = 0; i < n; i++) {
-        getcontext(&fibers[i].ctx);
-        fibers[i].ctx.uc_stack.ss_sp = &stacks[i * stack_bytes];
-        fibers[i].ctx.uc_stack.ss_size = stack_bytes;
-        fibers[i].ctx.uc_link = &scheduler;
-        makecontext(&fibers[i].ctx, trampoline, 0);
+        make_context(&fibers[i].ctx, &stacks[i * stack_bytes], stack_bytes);
         fibers[i].state = runnable;
     }
     for (;;) {
@@ -88,7 +143,7 @@ static bool emu_run_block(unsigned n) {
             if (fibers[i].state != runnable) continue;
             current = (int)i;
             threadIdx = dim3{i, 0, 0};
-            swapcontext(&scheduler, &fibers[i].ctx);
+            switch_context(&scheduler, &fibers[i].ctx);
         }
         unsigned live = 0, at_block = 0;
         bool released = false;
