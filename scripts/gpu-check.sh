@@ -100,7 +100,7 @@ for d in "$GPU_DIR/testdata" ../shared/testdata shared/testdata; do
 done
 
 say ""
-say "===== bertq GPU check $(date -u +%FT%TZ) on $(hostname): steps: $STEPS"
+say "===== bertq GPU check $(date -u +%FT%TZ) on $(uname -n): steps: $STEPS"
 for f in "$BIN" "$TEST"; do
 	if [ ! -x "$f" ]; then
 		say "[FAIL] missing $f: build it on a Go machine (see the top of $0)"
@@ -172,7 +172,8 @@ fi
 if has_step e2e; then
 	say ""
 	say "== end to end: broker, worker --device cuda --parallel $PARALLEL, producer $CLIENTS clients × $CYCLE"
-	a=$(artifact "$(echo "$BATCHES" | awk '{print $1}')")
+	first_batch=${BATCHES%% *}
+	a=$(artifact "$first_batch")
 	if [ ! -f "$a" ]; then
 		say "[FAIL] e2e: no artifact $a"
 		failed=1

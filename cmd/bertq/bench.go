@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ func init() {
 			o := benchOptions{}
 			fs.StringVar(&o.model, "model", "", "compiled artifact to load (required)")
 			fs.IntVar(&o.cores, "cores", runtime.NumCPU(), "runners to start, pinned to cores 0..N-1")
-			fs.Float64Var(&o.seconds, "seconds", 10, "measuring time, forward and roofline interleaved (each runner finishes at least one batch per phase)")
+			fs.Float64Var(&o.seconds, "seconds", 10, "measuring time: rounds of ~1 s forward and roofline phases, interleaved, until it is up (each runner finishes at least one batch per phase)")
 			fs.BoolVar(&o.json, "json", false, "end the output with one line of JSON")
 			fs.StringVar(&o.device, "device", "auto", "engine backend: auto, onednn, go, ...")
 			return func(ctx context.Context, e *env) error {
@@ -54,26 +55,28 @@ type gemmRunner interface {
 
 // benchResult is the --json line.
 type benchResult struct {
-	Backend       string   `json:"backend"`
-	Engine        string   `json:"engine,omitempty"`
-	Precision     string   `json:"precision"`
-	Batch         int      `json:"batch"`
-	Seq           int      `json:"seq"`
-	Cores         int      `json:"cores"`
-	Rounds        int      `json:"rounds"`
-	GFLOPPerSeq   float64  `json:"gflop_per_seq"`
-	Batches       int      `json:"batches"`
-	SeqPerS       float64  `json:"seq_per_s"`
-	GFLOPs        float64  `json:"gflops"`
-	MsPerBatch    float64  `json:"ms_per_batch"`
-	RooflineSeqS  *float64 `json:"roofline_seq_per_s"`
-	RooflineGF    *float64 `json:"roofline_gflops"`
-	RooflineRatio *float64 `json:"roofline_ratio"`
-	BareGF        *float64 `json:"roofline_bare_gflops,omitempty"`
-	BareRatio     *float64 `json:"roofline_bare_ratio,omitempty"`
-	RSSBytes      int64    `json:"rss_bytes"`
-	PeakRSSBytes  int64    `json:"peak_rss_bytes"`
-	ArtifactBytes int64    `json:"artifact_bytes"`
+	Backend       string    `json:"backend"`
+	Engine        string    `json:"engine,omitempty"`
+	Precision     string    `json:"precision"`
+	Batch         int       `json:"batch"`
+	Seq           int       `json:"seq"`
+	Cores         int       `json:"cores"`
+	Rounds        int       `json:"rounds"`
+	GFLOPPerSeq   float64   `json:"gflop_per_seq"`
+	Batches       int       `json:"batches"`
+	SeqPerS       float64   `json:"seq_per_s"`
+	GFLOPs        float64   `json:"gflops"`
+	MsPerBatch    float64   `json:"ms_per_batch"`
+	RooflineSeqS  *float64  `json:"roofline_seq_per_s"`
+	RooflineGF    *float64  `json:"roofline_gflops"`
+	RooflineRatio *float64  `json:"roofline_ratio"`
+	BareGF        *float64  `json:"roofline_bare_gflops,omitempty"`
+	BareRatio     *float64  `json:"roofline_bare_ratio,omitempty"`
+	RoundRatios   []float64 `json:"roofline_ratio_rounds,omitempty"`
+	MedianRatio   *float64  `json:"roofline_ratio_median,omitempty"`
+	RSSBytes      int64     `json:"rss_bytes"`
+	PeakRSSBytes  int64     `json:"peak_rss_bytes"`
+	ArtifactBytes int64     `json:"artifact_bytes"`
 }
 
 // phase kinds
@@ -143,30 +146,33 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		}
 	}
 
-	// Interleave forward and roofline phases so that the machine's mood swings
-	// hit both alike.
-	rounds := 3
-	if o.seconds < 3 {
-		rounds = 1
-	}
+	// Interleave short forward and roofline phases, alternating their order,
+	// until the time is up, so that the machine's mood swings hit both alike.
+	// A phase lasts about a second (at least one batch per runner).
+	phaseLen := min(o.seconds/2.5, 1.0)
 	share := [numPhases]float64{1, 0, 0}
 	switch {
 	case roof && bare:
-		share = [numPhases]float64{0.4, 0.4, 0.2}
+		share = [numPhases]float64{1, 1, 0.5}
 	case roof:
-		share = [numPhases]float64{0.5, 0.5, 0}
+		share = [numPhases]float64{1, 1, 0}
 	}
-	tallies := make([][numPhases]tally, len(runners))
-	for round := 0; round < rounds; round++ {
-		for ph := 0; ph < numPhases; ph++ {
+	var rounds [][][numPhases]tally // [round][runner][phase]
+	begin := time.Now()
+	for round := 0; round == 0 || time.Since(begin).Seconds() < o.seconds; round++ {
+		tallies := make([][numPhases]tally, len(runners))
+		order := []int{phaseForward, phaseRoofline, phaseBare}
+		if round%2 == 1 {
+			order = []int{phaseRoofline, phaseForward, phaseBare}
+		}
+		for _, ph := range order {
 			if share[ph] == 0 {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			d := time.Duration(o.seconds * share[ph] / float64(rounds) * float64(time.Second))
-			deadline := time.Now().Add(d)
+			deadline := time.Now().Add(time.Duration(phaseLen * share[ph] * float64(time.Second)))
 			err := forAll(runners, func(i int, r engine.Runner) error {
 				logits := make([]float32, s.Batch*s.Labels)
 				for {
@@ -195,31 +201,44 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 				return err
 			}
 		}
-		res.Rounds++
+		rounds = append(rounds, tallies)
 	}
+	res.Rounds = len(rounds)
 
-	// Throughput is the sum of the runners' own rates.
-	rate := func(ph int) (seqPerS, msPerBatch float64, batches int) {
-		for _, t := range tallies {
-			tt := t[ph]
+	// Throughput is the sum of the runners' own rates (batches over the time
+	// they spent in them).
+	rate := func(rs [][][numPhases]tally, ph int) (seqPerS, msPerBatch float64, batches int) {
+		for i := range runners {
+			var tt tally
+			for _, r := range rs {
+				tt.n += r[i][ph].n
+				tt.busy += r[i][ph].busy
+			}
 			if tt.n == 0 {
 				continue
 			}
 			seqPerS += float64(tt.n*s.Batch) / tt.busy.Seconds()
-			msPerBatch += tt.busy.Seconds() * 1000 / float64(tt.n) / float64(len(tallies))
+			msPerBatch += tt.busy.Seconds() * 1000 / float64(tt.n) / float64(len(runners))
 			batches += tt.n
 		}
 		return
 	}
-	res.SeqPerS, res.MsPerBatch, res.Batches = rate(phaseForward)
+	res.SeqPerS, res.MsPerBatch, res.Batches = rate(rounds, phaseForward)
 	res.GFLOPs = res.SeqPerS * res.GFLOPPerSeq
 	if roof {
-		sps, _, _ := rate(phaseRoofline)
+		sps, _, _ := rate(rounds, phaseRoofline)
 		gf, ratio := sps*res.GFLOPPerSeq, res.SeqPerS/sps
 		res.RooflineSeqS, res.RooflineGF, res.RooflineRatio = &sps, &gf, &ratio
+		for i := range rounds {
+			f, _, _ := rate(rounds[i:i+1], phaseForward)
+			g, _, _ := rate(rounds[i:i+1], phaseRoofline)
+			res.RoundRatios = append(res.RoundRatios, f/g)
+		}
+		med := median(res.RoundRatios)
+		res.MedianRatio = &med
 	}
 	if bare {
-		sps, _, _ := rate(phaseBare)
+		sps, _, _ := rate(rounds, phaseBare)
 		gf, ratio := sps*res.GFLOPPerSeq, res.SeqPerS/sps
 		res.BareGF, res.BareRatio = &gf, &ratio
 	}
@@ -245,7 +264,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		fmt.Fprintf(w, "bare GEMM           %8.1f GFLOP/s  (no bias, activation or residual post-ops)\n", *res.BareGF)
 	}
 	if roof {
-		fmt.Fprintf(w, "forward / roofline  %.3f", *res.RooflineRatio)
+		fmt.Fprintf(w, "forward / roofline  %.3f (median of %d rounds %.3f)", *res.RooflineRatio, res.Rounds, *res.MedianRatio)
 		if bare {
 			fmt.Fprintf(w, "   (forward / bare GEMMs %.3f)", *res.BareRatio)
 		}
@@ -263,6 +282,16 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		fmt.Fprintln(w, string(b))
 	}
 	return nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // forAll runs fn for every runner concurrently and returns the first error.

@@ -71,7 +71,7 @@ func runBroker(ctx context.Context, log zerolog.Logger, opts []broker.Option, co
 	inproc := strings.Replace(b.ClientURL(), "tls://", "nats://", 1)
 	nc, err := nats.Connect(inproc, append([]nats.Option{nats.Name("bertq-broker"), nats.InProcessServer(b.Server())}, copts...)...)
 	if err != nil {
-		return fmt.Errorf("connecting to the embedded server: %w", err)
+		return fmt.Errorf("connecting to the embedded server: %w (with a config that requires authentication, give the broker's own user: --nkey, --creds or --user, and --inbox-prefix; see deploy/SECURITY.md)", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -101,7 +101,7 @@ func provisionWhenReady(ctx context.Context, js jetstream.JetStream, log zerolog
 	for {
 		// Each attempt is bounded: a request sent before the election is never
 		// answered. Creating a replicated stream takes seconds of its own.
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := broker.Provision(pctx, js, popts...)
 		timedOut := pctx.Err() != nil
 		cancel()

@@ -18,6 +18,13 @@
 // BERTQ_CUDA_GRAPH=0 runs every forward directly instead of replaying a
 // graph; BERTQ_CUDA_GELU_EPILOGUE=0 uses the backend's own tanh GELU kernel
 // instead of cuBLASLt's GELU_BIAS epilogue for tanh-GELU models.
+//
+// Testing without a GPU: TestKernelsOnCPUEmulator runs kernels/*.cu on a
+// CPU emulation of CUDA threads (testdata/emu/cuda_emu.h), and
+// TestCUDAOnFakeDevice runs every GPU test against testdata/emu/fakecuda.cc,
+// a stand-in for libcuda, libnvrtc and libcublasLt built on that emulator.
+// On a GPU machine, scripts/gpu-check.sh runs TestCUDA, the benchmarks and an
+// end-to-end pipeline from prebuilt binaries.
 package cuda
 
 import (

@@ -26,6 +26,7 @@ type driverAPI struct {
 	cuDevicePrimaryCtxRetain    func(ctx *uintptr, dev int32) cuResult
 	cuDevicePrimaryCtxRelease   func(dev int32) cuResult
 	cuCtxSetCurrent             func(ctx uintptr) cuResult
+	cuCtxSynchronize            func() cuResult
 	cuMemAlloc                  func(dptr *uintptr, size uintptr) cuResult
 	cuMemFree                   func(dptr uintptr) cuResult
 	cuMemcpyHtoD                func(dst uintptr, src unsafe.Pointer, size uintptr) cuResult
@@ -63,6 +64,7 @@ func (d *driverAPI) table() []binding {
 		{"cuDevicePrimaryCtxRetain", &d.cuDevicePrimaryCtxRetain},
 		{"cuDevicePrimaryCtxRelease_v2", &d.cuDevicePrimaryCtxRelease},
 		{"cuCtxSetCurrent", &d.cuCtxSetCurrent},
+		{"cuCtxSynchronize", &d.cuCtxSynchronize},
 		{"cuMemAlloc_v2", &d.cuMemAlloc},
 		{"cuMemFree_v2", &d.cuMemFree},
 		{"cuMemcpyHtoD_v2", &d.cuMemcpyHtoD},

@@ -75,6 +75,9 @@ func TestCUDAOnFakeDevice(t *testing.T) {
 	if os.Getenv("BERTQ_CUDA_FAKE_CHILD") != "" {
 		t.Skip("already inside the fake-device child")
 	}
+	if testing.Short() {
+		t.Skip("-short: TestCUDA on the CPU-emulated device takes about a minute")
+	}
 	cxx, err := exec.LookPath("g++")
 	if err != nil {
 		t.Skipf("no g++ here: the fake CUDA device was not built (%v)", err)
@@ -92,9 +95,6 @@ func TestCUDAOnFakeDevice(t *testing.T) {
 		}
 	}
 	args := []string{"-test.run", "^TestCUDA$", "-test.v", "-test.count", "1"}
-	if testing.Short() {
-		args = append(args, "-test.short")
-	}
 	child := exec.Command(os.Args[0], args...)
 	child.Env = append(os.Environ(),
 		EnvLibDir+"="+dir,

@@ -118,7 +118,9 @@ func inferTo(name, subject, contentType string, body func(t *testing.T, id strin
 }
 
 // raw returns a body that ignores the id.
-func raw(b []byte) func(*testing.T, string) []byte { return func(*testing.T, string) []byte { return b } }
+func raw(b []byte) func(*testing.T, string) []byte {
+	return func(*testing.T, string) []byte { return b }
+}
 
 // notInbox checks that a request whose reply subject is not an inbox is
 // refused without anything being published there.

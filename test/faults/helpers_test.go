@@ -495,8 +495,10 @@ func workerProc(t *testing.T, url, id, cache string, extra ...string) *proc {
 type seen struct {
 	n       int
 	workers []string
-	code    string // "" for a prediction
+	code    string // of the first reply: "" for a prediction
 	rep     schemas.InferReply
+	// laterAnswered: the first reply was an error, a later one a prediction.
+	laterAnswered bool
 }
 
 // tally counts every reply on a subject pattern by request id, across
@@ -533,6 +535,9 @@ func newTally(t *testing.T, nc *nats.Conn, subject string) *tally {
 			tl.byID[r.ID] = s
 		}
 		s.n++
+		if s.code != "" && r.Error == nil {
+			s.laterAnswered = true
+		}
 		s.workers = append(s.workers, r.Worker)
 		if r.Worker != "" && r.Error == nil {
 			tl.byWorker[r.Worker]++
@@ -589,6 +594,32 @@ func (tl *tally) dups() (extra int, sameWorker []string) {
 	}
 	sort.Strings(sameWorker)
 	return extra, sameWorker
+}
+
+// errorsThenAnswered counts ids whose first reply was an error and a later
+// one a prediction, with one such first reply's message.
+func (tl *tally) errorsThenAnswered() (n int, example string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	for _, s := range tl.byID {
+		if s.laterAnswered {
+			n++
+			example = s.rep.Error.Error()
+		}
+	}
+	return n, example
+}
+
+// errorExample is the message of one reply with code, or "".
+func (tl *tally) errorExample(code string) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	for _, s := range tl.byID {
+		if s.code == code {
+			return s.rep.Error.Message
+		}
+	}
+	return ""
 }
 
 func (tl *tally) get(id string) *seen {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/producer"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
@@ -115,7 +116,7 @@ func denied() []op {
 		{"intake", "read the producer's replies", "_INBOX.producer.>", sub("_INBOX.producer.>")},
 		{"intake", "ack inference requests", ack, pub(ack)},
 		{"intake", "read another account's or the system's subjects", "$SYS.>", sub("$SYS.>")},
-		{"producer", "request on the intake with direct ($JS.API) access", infer + ".x", pub(infer + ".x")},
+		{"producer", "publish below a model's intake subject", infer + ".x", pub(infer + ".x")},
 	}
 }
 
@@ -190,6 +191,17 @@ func allowed(p *pipeline) []op {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			return brokerProvision(ctx, c.js)
+		}},
+		{"compiler", "replace a model in the bucket (a recompile purges the old chunks)", "", func(t *testing.T, c *client) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			for range 2 {
+				job := schemas.CompileJob{Name: "tiny-replaced", Source: "checkpoint:" + model, Batch: 1, Seq: 16, Precision: "fp32"}
+				if _, err := compiler.Submit(ctx, p.admin.nc, job, compiler.WithSubmitTimeout(60*time.Second)); err != nil {
+					return err
+				}
+			}
+			return nil
 		}},
 		{"admin", "discover the services (nats micro ping)", "", func(t *testing.T, c *client) error {
 			inbox := c.nc.NewInbox()

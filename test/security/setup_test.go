@@ -271,6 +271,6 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
-
-
-func brokerProvision(ctx context.Context, js jetstream.JetStream) error { return broker.Provision(ctx, js) }
+func brokerProvision(ctx context.Context, js jetstream.JetStream) error {
+	return broker.Provision(ctx, js)
+}
