@@ -53,6 +53,11 @@ type gemmRunner interface {
 	RunGEMMs(postOps bool) error
 }
 
+// nonGEMMRunner runs everything of a forward but its GEMMs (engine/onednn).
+type nonGEMMRunner interface {
+	RunNonGEMM(in engine.Input, logits []float32) error
+}
+
 // benchResult is the --json line.
 type benchResult struct {
 	Backend       string    `json:"backend"`
@@ -74,6 +79,9 @@ type benchResult struct {
 	BareRatio     *float64  `json:"roofline_bare_ratio,omitempty"`
 	RoundRatios   []float64 `json:"roofline_ratio_rounds,omitempty"`
 	MedianRatio   *float64  `json:"roofline_ratio_median,omitempty"`
+	RooflineMs    *float64  `json:"roofline_ms_per_batch,omitempty"`
+	NonGEMMMs     *float64  `json:"non_gemm_ms_per_batch,omitempty"`
+	DerivedRatio  *float64  `json:"roofline_ratio_derived,omitempty"`
 	RSSBytes      int64     `json:"rss_bytes"`
 	PeakRSSBytes  int64     `json:"peak_rss_bytes"`
 	ArtifactBytes int64     `json:"artifact_bytes"`
@@ -84,6 +92,7 @@ const (
 	phaseForward = iota
 	phaseRoofline
 	phaseBare
+	phaseNonGEMM
 	numPhases
 )
 
@@ -127,6 +136,8 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 
 	// Warm up every path once (first calls create primitives and touch pages).
 	_, roof := runners[0].(gemmRunner)
+	_, non := runners[0].(nonGEMMRunner)
+	non = non && roof
 	bare := roof
 	if err := forAll(runners, func(i int, r engine.Runner) error {
 		if err := r.Run(inputs[i], make([]float32, s.Batch*s.Labels)); err != nil {
@@ -150,20 +161,23 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	// until the time is up, so that the machine's mood swings hit both alike.
 	// A phase lasts about a second (at least one batch per runner).
 	phaseLen := min(o.seconds/2.5, 1.0)
-	share := [numPhases]float64{1, 0, 0}
-	switch {
-	case roof && bare:
-		share = [numPhases]float64{1, 1, 0.5}
-	case roof:
-		share = [numPhases]float64{1, 1, 0}
+	share := [numPhases]float64{1, 0, 0, 0}
+	if roof {
+		share[phaseRoofline] = 1
+	}
+	if bare {
+		share[phaseBare] = 0.5
+	}
+	if non {
+		share[phaseNonGEMM] = 0.25
 	}
 	var rounds [][][numPhases]tally // [round][runner][phase]
 	begin := time.Now()
 	for round := 0; round == 0 || time.Since(begin).Seconds() < o.seconds; round++ {
 		tallies := make([][numPhases]tally, len(runners))
-		order := []int{phaseForward, phaseRoofline, phaseBare}
+		order := []int{phaseForward, phaseRoofline, phaseBare, phaseNonGEMM}
 		if round%2 == 1 {
-			order = []int{phaseRoofline, phaseForward, phaseBare}
+			order = []int{phaseRoofline, phaseForward, phaseNonGEMM, phaseBare}
 		}
 		for _, ph := range order {
 			if share[ph] == 0 {
@@ -183,8 +197,10 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 						err = r.Run(inputs[i], logits)
 					case phaseRoofline:
 						err = r.(gemmRunner).RunGEMMs(true)
-					default:
+					case phaseBare:
 						err = r.(gemmRunner).RunGEMMs(false)
+					default:
+						err = r.(nonGEMMRunner).RunNonGEMM(inputs[i], logits)
 					}
 					if err != nil {
 						return err
@@ -237,6 +253,12 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		med := median(res.RoundRatios)
 		res.MedianRatio = &med
 	}
+	if non {
+		_, roofMs, _ := rate(rounds, phaseRoofline)
+		_, nonMs, _ := rate(rounds, phaseNonGEMM)
+		derived := roofMs / (roofMs + nonMs)
+		res.NonGEMMMs, res.RooflineMs, res.DerivedRatio = &nonMs, &roofMs, &derived
+	}
 	if bare {
 		sps, _, _ := rate(rounds, phaseBare)
 		gf, ratio := sps*res.GFLOPPerSeq, res.SeqPerS/sps
@@ -269,6 +291,10 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 			fmt.Fprintf(w, "   (forward / bare GEMMs %.3f)", *res.BareRatio)
 		}
 		fmt.Fprintln(w)
+	}
+	if non {
+		fmt.Fprintf(w, "non-GEMM  %8.1f ms/batch alone vs %.1f ms/batch of GEMMs: forward / roofline ≈ %.3f without noise\n",
+			*res.NonGEMMMs, *res.RooflineMs, *res.DerivedRatio)
 	}
 	if res.RSSBytes > 0 {
 		fmt.Fprintf(w, "memory    resident %.1f MB (%.2f× the artifact), peak %.1f MB\n",

@@ -292,10 +292,18 @@ func (r *Runner) RunGEMMs(postOps bool) error {
 	return r.do(request{mode: mode})
 }
 
-// runNonGEMM runs a forward without its encoder GEMMs (embedding, softmax,
-// LayerNorm, re-layouts, pooler and classifier on stale buffers): the work the
-// roofline leaves out. Benchmarks use it.
-func (r *Runner) runNonGEMM(in engine.Input, logits []float32) error {
+// RunNonGEMM runs one batch through everything but the encoder GEMMs
+// (embedding, re-layouts, softmax, LayerNorm, pooler, classifier, on the stale
+// GEMM outputs): the work the roofline leaves out, timed alone. Its logits are
+// meaningless; it is a diagnostic for benchmarks.
+func (r *Runner) RunNonGEMM(in engine.Input, logits []float32) error {
+	s, c := r.m.spec, r.m.w.Config
+	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
+		return err
+	}
+	if len(logits) < s.Batch*s.Labels {
+		return fmt.Errorf("%w: logits holds %d values, want %d×%d", engine.ErrInput, len(logits), s.Batch, s.Labels)
+	}
 	return r.do(request{mode: 3, in: in, logits: logits})
 }
 

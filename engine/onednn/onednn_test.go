@@ -687,7 +687,7 @@ func TestWriteSyntheticLarge(t *testing.T) {
 // BenchmarkNonGEMM times everything the roofline leaves out: embedding,
 // conversions, re-layouts, softmax, LayerNorm, pooler and classifier.
 func BenchmarkNonGEMM(b *testing.B) {
-	benchRunner(b, func(r *Runner, in engine.Input, logits []float32) error { return r.runNonGEMM(in, logits) })
+	benchRunner(b, func(r *Runner, in engine.Input, logits []float32) error { return r.RunNonGEMM(in, logits) })
 }
 
 // BenchmarkForward runs single-runner forwards on $BERTQ_BENCH_ARTIFACT (or a

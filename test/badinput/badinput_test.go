@@ -480,9 +480,9 @@ func TestBadInput(t *testing.T) {
 	})
 
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-4s %-62s %-28s %-20s %s\n", "#", "class", "stopped at", "code", "result")
+	fmt.Fprintf(&sb, "\n%-4s %-74s %-26s %-20s %s\n", "#", "class", "stopped at", "code", "result")
 	for i, r := range rows {
-		fmt.Fprintf(&sb, "%-4d %-62s %-28s %-20s %s\n", i+1, r.name, r.at, r.code, r.result)
+		fmt.Fprintf(&sb, "%-4d %-74s %-26s %-20s %s\n", i+1, r.name, r.at, r.code, r.result)
 	}
 	t.Log(sb.String())
 	t.Logf("BADINPUT classes=%d passed=%d", len(rows), passed)

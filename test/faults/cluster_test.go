@@ -163,8 +163,29 @@ func TestClusterNodeLoss(t *testing.T) {
 	waitConsumer(t, js)
 	waitFor(t, 60*time.Second, "stream and consumer replicas current", func() bool { return allCurrent(js) })
 	tl := newTally(t, ctl, producer.InboxRoot+">")
+	tl2 := newTally(t, connect(t, "t2", nodes[1].url), producer.InboxRoot+">")
+	tl3 := newTally(t, connect(t, "t3", nodes[2].url), producer.InboxRoot+">")
+	defer func() {
+		runs := map[string]bool{}
+		tl.mu.Lock()
+		for id := range tl.byID {
+			runs[strings.SplitN(id, "-", 2)[0]] = true
+		}
+		tl.mu.Unlock()
+		for run := range runs {
+			for c := 0; c < 8; c++ {
+				for q := 0; q < 50; q++ {
+					id := fmt.Sprintf("%s-%d-%d", run, c, q)
+					if tl.get(id) == nil {
+						s2, s3 := tl2.get(id), tl3.get(id)
+						t.Logf("DEBUG missing %s: seen on n2 %+v, on n3 %+v", id, s2, s3)
+					}
+				}
+			}
+		}
+	}()
 	l := startLoad(t, connect(t, "faults-producer", nodes[0].url), producer.WithModel(model), producer.WithClients(8),
-		producer.WithCycle(50), producer.WithTimeout(90*time.Second), producer.WithLinger(0))
+		producer.WithCycle(50), producer.WithTimeout(30*time.Second), producer.WithLinger(0))
 
 	leaderKills, consumerLeaderKills := 0, 0
 	var recoveries []string

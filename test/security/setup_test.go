@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -259,16 +257,6 @@ func (p *pipeline) noViolations(t *testing.T) {
 			t.Errorf("%s was refused while doing its job: %v", c.role, v)
 		}
 	}
-}
-
-// writeFile writes data into the setup's directory.
-func writeFile(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func brokerProvision(ctx context.Context, js jetstream.JetStream) error {

@@ -129,3 +129,37 @@ func rawPlaintext(addr string) error {
 		}
 	}
 }
+
+// TestInboxPrefixRequired: a client that forgets its role's inbox prefix is
+// refused its reply subscription, so it cannot wait for answers anywhere
+// else (deploy/SECURITY.md, "Running it").
+func TestInboxPrefixRequired(t *testing.T) {
+	e := startSecure(t)
+	c := &client{role: "producer"}
+	nk, err := nats.NkeyOptionFromSeed(e.s.Seeds["producer"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.url, nk, nats.RootCAs(e.s.CA), nats.ClientCert(e.s.ClientCert, e.s.ClientKey), nats.ErrorHandler(c.onError))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request("bert.infer.tiny", []byte(`{"a":"x"}`), 300*time.Millisecond); err == nil {
+		t.Fatal("a request without the inbox prefix got an answer")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		found := false
+		for _, v := range c.violations() {
+			found = found || strings.Contains(v, `Subscription to "_INBOX.`)
+		}
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no subscription violation: %v", c.violations())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
