@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin/bertq}
 CLIENTS=${CLIENTS:-48}
-CYCLE=${CYCLE:-8}          # the seed used 128; 8 keeps the demo to a few minutes on 2 cores
+CYCLE=${CYCLE:-4}          # the seed used 128; 4 keeps the demo to a few minutes on 2 cores
 PARALLEL=${PARALLEL:-4}
 PORT=${PORT:-4222}
 MODEL=${MODEL:-bert-large-mrpc}

@@ -43,8 +43,13 @@
 // buffers; its results are bit-identical run to run.
 package onednn
 
+import "errors"
+
 // Name is the backend's registry key.
 const Name = "onednn"
+
+// ErrNoCgo is what Available and Load report in a build without cgo.
+var ErrNoCgo = errors.New("bertq was built without cgo: the oneDNN AMX engine is absent (rebuild with CGO_ENABLED=1 and libdnnl-dev installed)")
 
 // Roofliner is implemented by this package's runners: RunGEMMs executes only
 // the matrix multiplications of one forward, with the same shapes, precision

@@ -3,14 +3,9 @@
 package onednn
 
 import (
-	"errors"
-
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/engine"
 )
-
-// ErrNoCgo is why the backend cannot run in a build without cgo.
-var ErrNoCgo = errors.New("bertq was built without cgo: the oneDNN AMX engine is absent (rebuild with CGO_ENABLED=1 and libdnnl-dev installed)")
 
 type backend struct{}
 

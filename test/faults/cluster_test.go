@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -156,15 +157,76 @@ func TestClusterNodeLoss(t *testing.T) {
 	urls := func(first int) []string {
 		return []string{nodes[first].url, nodes[3-first].url, nodes[0].url}
 	}
+	var ws []*runWorker
 	for i, first := range []int{1, 2} {
-		startWorker(t, connect(t, "worker", urls(first)...), tm, worker.WithID(fmt.Sprintf("cl-w%d", i+1)),
-			worker.WithAckWait(2*time.Second), worker.WithMaxDeliver(20))
+		ws = append(ws, startWorker(t, connect(t, "worker", urls(first)...), tm, worker.WithID(fmt.Sprintf("cl-w%d", i+1)),
+			worker.WithAckWait(2*time.Second), worker.WithMaxDeliver(20)))
 	}
 	waitConsumer(t, js)
 	waitFor(t, 60*time.Second, "stream and consumer replicas current", func() bool { return allCurrent(js) })
 	tl := newTally(t, ctl, producer.InboxRoot+">")
+	var dmu sync.Mutex
+	reqSeen := map[string]int{}      // id -> requests seen on bert.infer
+	pubSeen := map[string][]string{} // id -> ack inboxes of intake publishes
+	ackSeen := map[string][]string{} // ack inbox -> responses
+	mon := connect(t, "mon", nodes[0].url)
+	mon.Subscribe(schemas.InferSubject(model), func(m *nats.Msg) {
+		id := schemas.PeekID(schemas.JSON, m.Data)
+		dmu.Lock()
+		reqSeen[id]++
+		dmu.Unlock()
+	})
+	mon.Subscribe(schemas.WorkSubject(model), func(m *nats.Msg) {
+		id := m.Header.Get(schemas.HeaderMsgID)
+		dmu.Lock()
+		pubSeen[id] = append(pubSeen[id], m.Reply)
+		dmu.Unlock()
+	})
+	mon.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if strings.HasPrefix(m.Subject, producer.InboxRoot) {
+			return
+		}
+		dmu.Lock()
+		ackSeen[m.Subject] = append(ackSeen[m.Subject], fmt.Sprintf("%v %s", m.Header, m.Data))
+		dmu.Unlock()
+	})
+	mon.Flush()
+	defer func() {
+		dmu.Lock()
+		defer dmu.Unlock()
+		tl.mu.Lock()
+		var ids []string
+		for id := range tl.byID {
+			ids = append(ids, id)
+		}
+		tl.mu.Unlock()
+		runs := map[string]bool{}
+		for _, id := range ids {
+			runs[strings.SplitN(id, "-", 2)[0]] = true
+		}
+		for run := range runs {
+			for c := 0; c < 8; c++ {
+				for q := 0; q < 50; q++ {
+					id := fmt.Sprintf("%s-%d-%d", run, c, q)
+					if tl.get(id) == nil {
+						t.Logf("DEBUG2 missing %s: requests %d, intake publishes %v", id, reqSeen[id], pubSeen[id])
+						for _, r := range pubSeen[id] {
+							t.Logf("DEBUG2    ack inbox %s: %v", r, ackSeen[r])
+						}
+					}
+				}
+			}
+		}
+	}()
 	tl2 := newTally(t, connect(t, "t2", nodes[1].url), producer.InboxRoot+">")
 	tl3 := newTally(t, connect(t, "t3", nodes[2].url), producer.InboxRoot+">")
+	defer func() {
+		var n uint64
+		for _, w := range ws {
+			n += w.w.Stats().Answered
+		}
+		t.Logf("DEBUG workers answered %d, replies seen on n1 %d", n, tl.answered())
+	}()
 	defer func() {
 		runs := map[string]bool{}
 		tl.mu.Lock()
