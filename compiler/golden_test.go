@@ -10,6 +10,7 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	_ "github.com/bertq/bertq/engine/onednn"
 	"github.com/bertq/bertq/internal/testdata"
 )
 

@@ -200,6 +200,11 @@ func TestClusterNodeLoss(t *testing.T) {
 			ids = append(ids, id)
 		}
 		tl.mu.Unlock()
+		for _, line := range strings.Split(nodes[0].p.out.String(), "\n") {
+			if strings.Contains(line, "enqueue") || strings.Contains(line, "intake") {
+				t.Logf("DEBUG3 %s", line)
+			}
+		}
 		runs := map[string]bool{}
 		for _, id := range ids {
 			runs[strings.SplitN(id, "-", 2)[0]] = true
