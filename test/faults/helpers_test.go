@@ -293,11 +293,17 @@ func startSingle(t *testing.T, popts ...broker.ProvisionOption) *single {
 		t.Fatal(err)
 	}
 	putArtifact(t, s.js)
-	in, err := broker.StartIntake(connect(t, "faults-intake", s.url))
+	inc := connect(t, "faults-intake", s.url)
+	in, err := broker.StartIntake(inc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Stop() })
+	// StartIntake does not wait for the server to register its endpoints: a
+	// request sent at once could find no intake.
+	if err := inc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -428,7 +434,7 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 3000))
+			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 1500))
 		}
 	})
 	return p
@@ -497,8 +503,6 @@ type seen struct {
 	workers []string
 	code    string // of the first reply: "" for a prediction
 	rep     schemas.InferReply
-	// laterAnswered: the first reply was an error, a later one a prediction.
-	laterAnswered bool
 }
 
 // tally counts every reply on a subject pattern by request id, across
@@ -507,7 +511,6 @@ type seen struct {
 type tally struct {
 	mu       sync.Mutex
 	byID     map[string]*seen
-	replies  int
 	byWorker map[string]int
 	bad      int // undecodable
 }
@@ -521,7 +524,6 @@ func newTally(t *testing.T, nc *nats.Conn, subject string) *tally {
 		err := schemas.Unmarshal(enc, m.Data, &r)
 		tl.mu.Lock()
 		defer tl.mu.Unlock()
-		tl.replies++
 		if err != nil || r.ID == "" {
 			tl.bad++
 			return
@@ -535,9 +537,6 @@ func newTally(t *testing.T, nc *nats.Conn, subject string) *tally {
 			tl.byID[r.ID] = s
 		}
 		s.n++
-		if s.code != "" && r.Error == nil {
-			s.laterAnswered = true
-		}
 		s.workers = append(s.workers, r.Worker)
 		if r.Worker != "" && r.Error == nil {
 			tl.byWorker[r.Worker]++
@@ -566,16 +565,6 @@ func (tl *tally) answeredBy(w string) int {
 	return tl.byWorker[w]
 }
 
-func (tl *tally) answered() int {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	n := 0
-	for _, v := range tl.byWorker {
-		n += v
-	}
-	return n
-}
-
 // dups is replies beyond the first per id, and the ids answered twice by
 // one and the same worker (never expected: a redelivery goes elsewhere).
 func (tl *tally) dups() (extra int, sameWorker []string) {
@@ -594,32 +583,6 @@ func (tl *tally) dups() (extra int, sameWorker []string) {
 	}
 	sort.Strings(sameWorker)
 	return extra, sameWorker
-}
-
-// errorsThenAnswered counts ids whose first reply was an error and a later
-// one a prediction, with one such first reply's message.
-func (tl *tally) errorsThenAnswered() (n int, example string) {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	for _, s := range tl.byID {
-		if s.laterAnswered {
-			n++
-			example = s.rep.Error.Error()
-		}
-	}
-	return n, example
-}
-
-// errorExample is the message of one reply with code, or "".
-func (tl *tally) errorExample(code string) string {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	for _, s := range tl.byID {
-		if s.code == code {
-			return s.rep.Error.Message
-		}
-	}
-	return ""
 }
 
 func (tl *tally) get(id string) *seen {
@@ -684,13 +647,6 @@ func (l *load) add(s *producer.Summary) {
 	for c, n := range s.ErrorCodes {
 		l.sum.ErrorCodes[c] += n
 	}
-}
-
-// answered is the answered count of the finished rounds.
-func (l *load) answered() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.sum.Answered
 }
 
 // finish lets the running round complete and returns the totals.
