@@ -51,7 +51,6 @@ type tracker struct {
 	workers                                                       map[string]int
 	synthetic                                                     bool
 	firstAt, lastAt                                               time.Time // of answers
-	progress                                                      int       // answered at the last progress line
 }
 
 func newTracker(clients int) *tracker {

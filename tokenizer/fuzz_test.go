@@ -44,7 +44,7 @@ func referenceSegment(t *Tokenizer, text string) []string {
 	other := func(r rune) bool { return unicode.In(r, unicode.C) || !assigned(r) }
 	// clean_text
 	var sb strings.Builder
-	for _, r := range []rune(text) {
+	for _, r := range text {
 		switch {
 		case r == '\t' || r == '\n' || r == '\r':
 			sb.WriteRune(' ')
