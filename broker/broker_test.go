@@ -15,6 +15,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/bertq/bertq/broker"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -27,21 +28,8 @@ type env struct {
 
 func startBroker(t *testing.T, opts ...broker.Option) *env {
 	t.Helper()
-	b, err := broker.Start(append([]broker.Option{broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(); b.WaitForShutdown() })
-	nc, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{b: b, nc: nc, js: js}
+	e := natstest.Start(t, opts...)
+	return &env{b: e.Broker, nc: e.NC, js: e.JS}
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -80,6 +80,6 @@ func (in *Intake) deadLetter(a deliveryExceeded) error {
 	}
 	in.replyAsync(p, schemas.Errorf(schemas.CodeInternal,
 		"the request was %s; it was moved to %s", reason, schemas.DeadStream))
-	in.log.Warn().Str("id", clip(p.id, 64)).Str("model", clip(model, 64)).Uint64("deliveries", a.Deliveries).Msg("request dead-lettered")
+	in.log.Warn().Str("id", schemas.Clip(p.id, 64)).Str("model", schemas.Clip(model, 64)).Uint64("deliveries", a.Deliveries).Msg("request dead-lettered")
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -162,7 +161,7 @@ func (in *Intake) refuseReply(req micro.Request) bool {
 	if r == "" || schemas.ValidReplySubject(r) {
 		return false
 	}
-	in.log.Warn().Str("subject", clip(req.Subject(), 64)).Str("reply_to", clip(r, 64)).
+	in.log.Warn().Str("subject", schemas.Clip(req.Subject(), 64)).Str("reply_to", schemas.Clip(r, 64)).
 		Msg("request refused: its reply subject is not an inbox")
 	return true
 }
@@ -182,7 +181,7 @@ func (in *Intake) handleInfer(req micro.Request) {
 	p.id = id
 	if !schemas.ValidName(model) {
 		in.replySync(req, p, schemas.Errorf(schemas.CodeUnknownModel,
-			"%q is not a model name: 1 to 64 of letters, digits, '-' and '_'", clip(model, 80)))
+			"%q is not a model name: 1 to 64 of letters, digits, '-' and '_'", schemas.Clip(model, 80)))
 		return
 	}
 	exists, err := in.modelExists(model)
@@ -213,7 +212,7 @@ func (in *Intake) handleCompile(req micro.Request) {
 	p.id = id
 	var job schemas.CompileJob
 	if e := schemas.DecodeCompileJob(enc, data, &job); e != nil {
-		p.name = clip(job.Name, 64)
+		p.name = schemas.Clip(job.Name, 64)
 		in.replySync(req, p, e)
 		return
 	}
@@ -235,7 +234,7 @@ func (in *Intake) enqueue(req micro.Request, p *pendingReq, subject string, data
 	in.pending.Store(m, p)
 	if _, err := in.js.PublishMsgAsync(m); err != nil {
 		if _, ok := in.pending.LoadAndDelete(m); ok {
-			in.log.Warn().Err(err).Str("id", clip(p.id, 64)).Msg("enqueue failed")
+			in.log.Warn().Err(err).Str("id", schemas.Clip(p.id, 64)).Msg("enqueue failed")
 			in.replySync(req, p, publishError(err))
 		}
 	}
@@ -250,7 +249,7 @@ func (in *Intake) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAc
 	// goes) to that request's inbox: this caller would wait for nothing.
 	p := v.(*pendingReq)
 	in.replyAsync(p, schemas.Errorf(schemas.CodeDuplicate,
-		"duplicate id %q: a request with this id was queued moments ago (de-duplication window); send a fresh id", clip(p.id, 64)))
+		"duplicate id %q: a request with this id was queued moments ago (de-duplication window); send a fresh id", schemas.Clip(p.id, 64)))
 }
 
 func (in *Intake) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
@@ -261,7 +260,7 @@ func (in *Intake) onPublishErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	p := v.(*pendingReq)
 	e := publishError(err)
 	if e.Code != schemas.CodeQueueFull {
-		in.log.Warn().Err(err).Str("id", clip(p.id, 64)).Msg("enqueue failed")
+		in.log.Warn().Err(err).Str("id", schemas.Clip(p.id, 64)).Msg("enqueue failed")
 	}
 	in.replyAsync(p, e)
 }
@@ -284,7 +283,7 @@ func publishError(err error) *schemas.Error {
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
 		return schemas.Errorf(schemas.CodeUnavailable, "no stream captures the request subject: run `bertq provision`")
 	}
-	return schemas.Errorf(schemas.CodeUnavailable, "could not enqueue the request: %s", clip(msg, 200))
+	return schemas.Errorf(schemas.CodeUnavailable, "could not enqueue the request: %s", schemas.Clip(msg, 200))
 }
 
 // errorReply encodes the error reply to p in the request's encoding.
@@ -293,7 +292,7 @@ func (in *Intake) errorReply(p *pendingReq, e *schemas.Error) ([]byte, nats.Head
 	if p.compile {
 		v = &schemas.CompileResult{V: schemas.Version, ID: p.id, Name: p.name, Error: e}
 	} else {
-		v = &schemas.InferReply{V: schemas.Version, ID: p.id, Model: clip(p.model, 64), Error: e}
+		v = &schemas.InferReply{V: schemas.Version, ID: p.id, Model: schemas.Clip(p.model, 64), Error: e}
 	}
 	body, err := schemas.Marshal(p.enc, v)
 	if err != nil { // cannot happen with these types; answer in words anyway
@@ -311,7 +310,7 @@ func (in *Intake) replySync(req micro.Request, p *pendingReq, e *schemas.Error) 
 		return
 	}
 	body, h := in.errorReply(p, e)
-	if err := req.Error(e.Code, headerText(e.Message), body, micro.WithHeaders(micro.Headers(h))); err != nil {
+	if err := req.Error(e.Code, schemas.HeaderValue(e.Message), body, micro.WithHeaders(micro.Headers(h))); err != nil {
 		in.log.Warn().Err(err).Msg("error reply failed")
 	}
 }
@@ -323,7 +322,7 @@ func (in *Intake) replyAsync(p *pendingReq, e *schemas.Error) {
 		return
 	}
 	body, h := in.errorReply(p, e)
-	h.Set(micro.ErrorHeader, headerText(e.Message))
+	h.Set(micro.ErrorHeader, schemas.HeaderValue(e.Message))
 	h.Set(micro.ErrorCodeHeader, e.Code)
 	if err := in.nc.PublishMsg(&nats.Msg{Subject: p.reply, Data: body, Header: h}); err != nil {
 		in.log.Warn().Err(err).Msg("error reply failed")
@@ -370,33 +369,4 @@ func (in *Intake) modelExists(model string) (bool, error) {
 	in.models[model] = modelEntry{exists: exists, expires: now.Add(ttl)}
 	in.mu.Unlock()
 	return exists, nil
-}
-
-// clip bounds user-supplied text in messages and logs, and replaces what a
-// terminal could act on (control characters, DEL, C1 controls, which JSON
-// log lines carry unescaped) with U+FFFD.
-func clip(s string, n int) string {
-	if len(s) > n {
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f && r < 0xa0 {
-			return utf8.RuneError
-		}
-		return r
-	}, s)
-}
-
-// headerText makes s safe as a header value: one line, bounded.
-func headerText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-	return clip(s, 300)
 }

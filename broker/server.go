@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
@@ -186,4 +187,4 @@ func (s *serverLog) Errorf(f string, v ...any)  { s.l.Error().Str("src", "nats")
 func (s *serverLog) Debugf(f string, v ...any)  { s.l.Debug().Str("src", "nats").Msg(serverLine(f, v)) }
 func (s *serverLog) Tracef(f string, v ...any)  { s.l.Trace().Str("src", "nats").Msg(serverLine(f, v)) }
 
-func serverLine(f string, v []any) string { return clip(fmt.Sprintf(f, v...), 1024) }
+func serverLine(f string, v []any) string { return schemas.Clip(fmt.Sprintf(f, v...), 1024) }

@@ -237,21 +237,21 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
 	if replyTo != "" && !schemas.ValidReplySubject(replyTo) {
 		// The compile worker may write the model bucket: never publish a
 		// result where the job aimed it, only to inboxes.
-		log.Warn().Str("reply_to", clip(replyTo, 64)).Msg("compile job refused: its reply subject is not an inbox")
+		log.Warn().Str("reply_to", schemas.Clip(replyTo, 64)).Msg("compile job refused: its reply subject is not an inbox")
 		s.finish(msg, "", enc, &schemas.CompileResult{Error: schemas.Errorf(schemas.CodeBadCompileJob, "reply subject is not an inbox")}, false)
 		return
 	}
 	var job schemas.CompileJob
 	if e := schemas.DecodeCompileJob(enc, msg.Data(), &job); e != nil {
 		// Undecodable (bad_encoding), wrong types, bad id, name or no source.
-		log.Warn().Str("code", e.Code).Str("error", clip(e.Message, 300)).Msg("invalid compile job")
-		res := &schemas.CompileResult{V: schemas.Version, ID: schemas.PeekID(enc, msg.Data()), Name: clip(job.Name, 64), Error: e}
+		log.Warn().Str("code", e.Code).Str("error", schemas.Clip(e.Message, 300)).Msg("invalid compile job")
+		res := &schemas.CompileResult{V: schemas.Version, ID: schemas.PeekID(enc, msg.Data()), Name: schemas.Clip(job.Name, 64), Error: e}
 		s.finish(msg, replyTo, enc, res, false)
 		return
 	}
-	log = log.With().Str("job", clip(job.ID, 64)).Str("name", clip(job.Name, 64)).Logger()
-	log.Info().Str("source", clip(job.Source, 80)).Int("batch", job.Batch).Int("seq", job.Seq).
-		Str("precision", clip(job.Precision, 16)).Uint64("delivery", delivered).Msg("compile job received")
+	log = log.With().Str("job", schemas.Clip(job.ID, 64)).Str("name", schemas.Clip(job.Name, 64)).Logger()
+	log.Info().Str("source", schemas.Clip(job.Source, 80)).Int("batch", job.Batch).Int("seq", job.Seq).
+		Str("precision", schemas.Clip(job.Precision, 16)).Uint64("delivery", delivered).Msg("compile job received")
 
 	// Keep the job ours while it runs: compiles outlast AckWait.
 	hbCtx, cancelHB := context.WithCancel(ctx)
@@ -284,13 +284,13 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if jerr != nil {
 		if jerr.transient && delivered < uint64(s.maxDeliver) {
-			log.Warn().Str("error", clip(jerr.msg, 300)).Uint64("delivery", delivered).Msg("compile job failed; will retry")
+			log.Warn().Str("error", schemas.Clip(jerr.msg, 300)).Uint64("delivery", delivered).Msg("compile job failed; will retry")
 			msg.NakWithDelay(s.o.retry)
 			return
 		}
 		res.Error = schemas.Errorf(jerr.code, "%s", jerr.msg)
 		res.ElapsedMS = msSince(start)
-		log.Warn().Str("code", jerr.code).Str("error", clip(jerr.msg, 300)).Msg("compile job failed")
+		log.Warn().Str("code", jerr.code).Str("error", schemas.Clip(jerr.msg, 300)).Msg("compile job failed")
 		s.finish(msg, replyTo, enc, res, false)
 		return
 	}
@@ -344,7 +344,7 @@ func (s *service) finish(msg jetstream.Msg, replyTo string, enc schemas.Encoding
 func validate(job *schemas.CompileJob) *jobError {
 	switch {
 	case !schemas.ValidName(job.Name):
-		return badJob("name %q: want 1-64 of [A-Za-z0-9_-]", clip(job.Name, 80))
+		return badJob("name %q: want 1-64 of [A-Za-z0-9_-]", schemas.Clip(job.Name, 80))
 	case job.Source == "":
 		return badJob("missing source: want synthetic:bert-large or checkpoint:<name>")
 	case job.Batch < 1 || job.Batch > artifact.MaxBatch:
@@ -359,17 +359,17 @@ func validate(job *schemas.CompileJob) *jobError {
 			return badJob("seq %d out of range 3..%d (the model's max_position_embeddings)", job.Seq, bert.Large().MaxPositions)
 		}
 	} else if ck, ok := strings.CutPrefix(job.Source, "checkpoint:"); !ok || !schemas.ValidName(ck) {
-		return badJob("source %q: want synthetic:bert-large or checkpoint:<name> (a name given to bertq upload)", clip(job.Source, 80))
+		return badJob("source %q: want synthetic:bert-large or checkpoint:<name> (a name given to bertq upload)", schemas.Clip(job.Source, 80))
 	}
 	if job.Precision != "" {
 		if _, err := artifact.ParsePrecision(job.Precision); err != nil {
-			return badJob("%s", clip(err.Error(), 120))
+			return badJob("%s", schemas.Clip(err.Error(), 120))
 		}
 	}
 	switch job.GELU {
 	case "", "auto", "exact", "tanh", "crude":
 	default:
-		return badJob("gelu %q: want auto, exact, tanh or crude", clip(job.GELU, 40))
+		return badJob("gelu %q: want auto, exact, tanh or crude", schemas.Clip(job.GELU, 40))
 	}
 	return nil
 }
@@ -390,7 +390,7 @@ func (s *service) run(ctx context.Context, job *schemas.CompileJob) (*Result, *j
 		src, err = LoadSource(job.Source)
 		if err != nil {
 			if errors.Is(err, checkpoint.ErrUnknownSynthetic) {
-				return nil, badJob("%s", clip(err.Error(), 300))
+				return nil, badJob("%s", schemas.Clip(err.Error(), 300))
 			}
 			return nil, failed(err)
 		}
@@ -459,7 +459,7 @@ func (s *service) run(ctx context.Context, job *schemas.CompileJob) (*Result, *j
 		MetaSeq:       strconv.Itoa(r.Header.Seq),
 		MetaSource:    job.Source,
 		MetaSynthetic: strconv.FormatBool(r.Header.Synthetic),
-		MetaJobID:     clip(job.ID, 128),
+		MetaJobID:     schemas.Clip(job.ID, 128),
 	}
 	if err := putFile(ctx, obs, job.Name, out, meta); err != nil {
 		return nil, transient("storing the artifact as %s/%s: %v", schemas.ModelBucket, job.Name, err)
@@ -535,7 +535,7 @@ func (s *service) download(ctx context.Context, ck, dir string, seq int) *jobErr
 			}
 			seen[shard] = true
 			if !filepath.IsLocal(shard) || strings.ContainsAny(shard, `/\`) || !strings.HasSuffix(shard, ".safetensors") {
-				return failed(fmt.Errorf("checkpoint:%s/%s: shard name %q is not a .safetensors file name", ck, checkpoint.SafetensorsIndex, clip(shard, 80)))
+				return failed(fmt.Errorf("checkpoint:%s/%s: shard name %q is not a .safetensors file name", ck, checkpoint.SafetensorsIndex, schemas.Clip(shard, 80)))
 			}
 			ok, e := get(shard)
 			if e != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/checkpoint"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 )
@@ -25,26 +26,8 @@ import (
 // loopback port.
 func startNATS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	b, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(); b.WaitForShutdown() })
-	nc, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	e := natstest.Provisioned(t)
+	return e.NC, e.JS
 }
 
 // startService runs Serve until the test ends.

@@ -84,10 +84,10 @@ func Submit(ctx context.Context, nc *nats.Conn, job schemas.CompileJob, opts ...
 			if errors.Is(err, jetstream.ErrNoStreamResponse) {
 				return nil, fmt.Errorf("%w: no stream captures %s: is the broker running and provisioned?", ErrSubmit, schemas.CompileWorkSubject)
 			}
-			return nil, fmt.Errorf("%w: publishing job %s: %v", ErrSubmit, clip(job.ID, 64), err)
+			return nil, fmt.Errorf("%w: publishing job %s: %v", ErrSubmit, schemas.Clip(job.ID, 64), err)
 		}
 		if reply, err = sub.NextMsgWithContext(ctx); err != nil {
-			return nil, fmt.Errorf("%w: waiting for the result of job %s: %v", ErrSubmit, clip(job.ID, 64), err)
+			return nil, fmt.Errorf("%w: waiting for the result of job %s: %v", ErrSubmit, schemas.Clip(job.ID, 64), err)
 		}
 	} else {
 		msg.Subject = schemas.CompileSubject
@@ -95,7 +95,7 @@ func Submit(ctx context.Context, nc *nats.Conn, job schemas.CompileJob, opts ...
 			if errors.Is(err, nats.ErrNoResponders) {
 				return nil, fmt.Errorf("%w: nothing serves %s: is the broker (intake) running?", ErrSubmit, schemas.CompileSubject)
 			}
-			return nil, fmt.Errorf("%w: job %s: %v", ErrSubmit, clip(job.ID, 64), err)
+			return nil, fmt.Errorf("%w: job %s: %v", ErrSubmit, schemas.Clip(job.ID, 64), err)
 		}
 	}
 	var res schemas.CompileResult

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,7 +37,7 @@ func uploadable(file string) bool {
 // the object names written.
 func Upload(ctx context.Context, js jetstream.JetStream, name, dir string) ([]string, error) {
 	if !schemas.ValidName(name) {
-		return nil, fmt.Errorf("%w: checkpoint name %q: want 1-64 of [A-Za-z0-9_-]", ErrUpload, clip(name, 80))
+		return nil, fmt.Errorf("%w: checkpoint name %q: want 1-64 of [A-Za-z0-9_-]", ErrUpload, schemas.Clip(name, 80))
 	}
 	d, err := checkpoint.OpenDir(dir)
 	if err != nil {
@@ -88,22 +87,4 @@ func putFile(ctx context.Context, obs jetstream.ObjectStore, obj, path string, m
 	defer f.Close()
 	_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: obj, Metadata: meta}, f)
 	return err
-}
-
-// clip bounds user text echoed in errors and logs, cut at a rune boundary,
-// with what a terminal could act on (control characters, DEL, C1 controls,
-// which JSON log lines carry unescaped) replaced by U+FFFD.
-func clip(s string, n int) string {
-	if len(s) > n {
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f && r < 0xa0 {
-			return utf8.RuneError
-		}
-		return r
-	}, s)
 }

@@ -26,7 +26,7 @@ func ParseBacklogRunID(runID string) (int, error) {
 	base, count, ok := strings.Cut(runID, "-")
 	n, err := strconv.Atoi(count)
 	if !ok || !validRunBase(base) || err != nil || n < 1 || strconv.Itoa(n) != count {
-		return 0, fmt.Errorf("%w: %q (want <10 of [a-z0-9]>-<count>, as printed by --backlog)", ErrRunID, clip(runID, 40))
+		return 0, fmt.Errorf("%w: %q (want <10 of [a-z0-9]>-<count>, as printed by --backlog)", ErrRunID, schemas.Clip(runID, 40))
 	}
 	return n, nil
 }

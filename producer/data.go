@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/bertq/bertq/schemas"
 )
 
 // Pair is one labelled MRPC sentence pair.
@@ -74,7 +76,7 @@ func ParseTSV(r io.Reader, name string) ([]Pair, error) {
 		}
 		if !header {
 			if text != TSVHeader {
-				return nil, fmt.Errorf("%w: %s:%d: want the MRPC header %q, got %q", ErrData, name, line, TSVHeader, clip(text, 80))
+				return nil, fmt.Errorf("%w: %s:%d: want the MRPC header %q, got %q", ErrData, name, line, TSVHeader, schemas.Clip(text, 80))
 			}
 			header = true
 			continue
@@ -90,7 +92,7 @@ func ParseTSV(r io.Reader, name string) ([]Pair, error) {
 		case "1":
 			p.Label = 1
 		default:
-			return nil, fmt.Errorf("%w: %s:%d: Quality must be 0 or 1, got %q", ErrData, name, line, clip(f[0], 20))
+			return nil, fmt.Errorf("%w: %s:%d: Quality must be 0 or 1, got %q", ErrData, name, line, schemas.Clip(f[0], 20))
 		}
 		pairs = append(pairs, p)
 	}
@@ -107,15 +109,4 @@ func ParseTSV(r io.Reader, name string) ([]Pair, error) {
 		return nil, fmt.Errorf("%w: %s: no pairs after the header", ErrData, name)
 	}
 	return pairs, nil
-}
-
-// clip bounds user text echoed in errors.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bertq/bertq/broker"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,26 +16,8 @@ import (
 // bertq's streams provisioned, and connects to it.
 func startNATS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	b, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(); b.WaitForShutdown() })
-	nc, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.WithMaxQueue(-1)); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	e := natstest.Provisioned(t, broker.WithMaxQueue(-1))
+	return e.NC, e.JS
 }
 
 // decodeRequest decodes an InferRequest in whatever encoding it came.

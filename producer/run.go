@@ -59,7 +59,7 @@ func validRunBase(s string) bool {
 func (o *options) validate() error {
 	switch {
 	case !schemas.ValidName(o.model):
-		return fmt.Errorf("%w: model name %q: want 1-64 of [A-Za-z0-9_-]", ErrOptions, clip(o.model, 80))
+		return fmt.Errorf("%w: model name %q: want 1-64 of [A-Za-z0-9_-]", ErrOptions, schemas.Clip(o.model, 80))
 	case o.clients < 1 || o.clients > 10000:
 		return fmt.Errorf("%w: clients %d out of range 1..10000", ErrOptions, o.clients)
 	case o.cycle < 1:
@@ -85,7 +85,7 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	if runID == "" {
 		runID = newRunID()
 	} else if !validRunBase(runID) {
-		return nil, fmt.Errorf("%w: run id %q: want 10 of [a-z0-9]", ErrOptions, clip(runID, 40))
+		return nil, fmt.Errorf("%w: run id %q: want 10 of [a-z0-9]", ErrOptions, schemas.Clip(runID, 40))
 	}
 	var js jetstream.JetStream
 	if o.direct {

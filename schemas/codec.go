@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"mime"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -83,7 +82,7 @@ func Unmarshal(e Encoding, data []byte, v any) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s: %s", ErrEncoding, e, truncate(err.Error(), 200))
+		return fmt.Errorf("%w: %s: %s", ErrEncoding, e, Clip(err.Error(), 200))
 	}
 	return nil
 }
@@ -122,18 +121,6 @@ func describeJSON(c byte) string {
 		return "a number"
 	}
 	return fmt.Sprintf("a byte 0x%02x that starts no JSON value", c)
-}
-
-// truncate bounds error text that may echo user input, cutting at a rune
-// boundary so that the result stays valid UTF-8 when s is.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // maxMsgpackDepth bounds nesting: no bertq message nests more than a few levels.

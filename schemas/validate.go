@@ -327,7 +327,7 @@ func typeError(err error) string {
 	}
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, ErrEncoding.Error()+": ")
-	return "a field has the wrong type: " + truncate(msg, 200)
+	return "a field has the wrong type: " + Clip(msg, 200)
 }
 
 // Validate checks a decoded request against a model's shape and its deadline
@@ -407,7 +407,7 @@ func DecodeCompileJob(e Encoding, data []byte, job *CompileJob) *Error {
 		return Errorf(CodeBadCompileJob, "wire version v=%d is not supported (this side speaks up to %d)", job.V, Version)
 	}
 	if !ValidName(job.Name) {
-		return Errorf(CodeBadCompileJob, "name %q is not a valid model name: 1 to 64 of letters, digits, '-' and '_'", truncate(job.Name, 80))
+		return Errorf(CodeBadCompileJob, "name %q is not a valid model name: 1 to 64 of letters, digits, '-' and '_'", Clip(job.Name, 80))
 	}
 	if job.Source == "" {
 		return Errorf(CodeBadCompileJob, "\"source\" is required: \"synthetic:bert-large\" or \"checkpoint:<name>\"")

@@ -85,16 +85,16 @@ func (w *Worker) decode(m jetstream.Msg, now time.Time) (j *job, e *schemas.Erro
 	if j.reply != "" && !schemas.ValidReplySubject(j.reply) {
 		// The worker's permissions must not be aimed elsewhere: the request
 		// is refused without a reply (there is nowhere safe to send one).
-		w.log.Warn().Str("id", clip(j.id, 64)).Str("reply_to", clip(j.reply, 64)).
+		w.log.Warn().Str("id", schemas.Clip(j.id, 64)).Str("reply_to", schemas.Clip(j.reply, 64)).
 			Msg("request refused: its reply subject is not an inbox")
 		bad := j.reply
 		j.reply = ""
-		return j, schemas.Errorf(schemas.CodeBadRequest, "the reply subject %q is not an inbox: replies go only to subjects under %s", clip(bad, 64), schemas.InboxPrefix)
+		return j, schemas.Errorf(schemas.CodeBadRequest, "the reply subject %q is not an inbox: replies go only to subjects under %s", schemas.Clip(bad, 64), schemas.InboxPrefix)
 	}
 	// A decoder bug must cost one request, not the worker.
 	defer func() {
 		if p := recover(); p != nil {
-			w.log.Error().Str("id", clip(j.id, 64)).Str("panic", clip(fmt.Sprint(p), 200)).Msg("decoding a request panicked")
+			w.log.Error().Str("id", schemas.Clip(j.id, 64)).Str("panic", schemas.Clip(fmt.Sprint(p), 200)).Msg("decoding a request panicked")
 			e = schemas.Errorf(schemas.CodeInternal, "the worker could not read this request")
 		}
 	}()
@@ -259,7 +259,7 @@ func (w *Worker) reject(j *job, e *schemas.Error) {
 	rep := schemas.InferReply{V: schemas.Version, ID: j.id, Model: w.info.Name, Worker: w.o.id, Error: e}
 	w.send(j, &rep, e)
 	w.m.request(e.Code, 0)
-	w.log.Debug().Str("id", clip(j.id, 64)).Str("code", e.Code).Msg("request rejected")
+	w.log.Debug().Str("id", schemas.Clip(j.id, 64)).Str("code", e.Code).Msg("request rejected")
 	j.msg.TermWithReason(e.Code)
 }
 
@@ -279,7 +279,7 @@ func (w *Worker) failBatch(jobs []*job, cause error, maxDeliver int) {
 		}
 		if err := w.deadLetter(j, cause); err != nil {
 			// Leave it unacked in the stream rather than lose it.
-			w.log.Error().Err(err).Str("id", clip(j.id, 64)).Msg("dead-lettering failed; the request stays in the queue")
+			w.log.Error().Err(err).Str("id", schemas.Clip(j.id, 64)).Msg("dead-lettering failed; the request stays in the queue")
 			continue
 		}
 		w.reject(j, schemas.Errorf(schemas.CodeInternal, "the model failed to run this request %d times; it was moved to %s", md.NumDelivered, schemas.DeadStream))
@@ -293,7 +293,7 @@ func (w *Worker) deadLetter(j *job, cause error) error {
 		m.Header[k] = append([]string(nil), v...)
 	}
 	m.Header.Set(schemas.HeaderErrorCode, schemas.CodeInternal)
-	m.Header.Set(schemas.HeaderDeadReason, headerText("engine failure: "+cause.Error()))
+	m.Header.Set(schemas.HeaderDeadReason, schemas.HeaderValue("engine failure: "+cause.Error()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := w.js.PublishMsg(ctx, m); err != nil {
@@ -317,11 +317,11 @@ func (w *Worker) send(j *job, rep *schemas.InferReply, e *schemas.Error) {
 	h.Set(schemas.HeaderContentType, j.enc.ContentType())
 	if e != nil {
 		h.Set(schemas.HeaderErrorCode, e.Code)
-		h.Set(micro.ErrorHeader, headerText(e.Message))
+		h.Set(micro.ErrorHeader, schemas.HeaderValue(e.Message))
 		h.Set(micro.ErrorCodeHeader, e.Code)
 	}
 	if err := w.nc.PublishMsg(&nats.Msg{Subject: j.reply, Data: body, Header: h}); err != nil {
-		w.log.Warn().Err(err).Str("id", clip(j.id, 64)).Msg("reply failed")
+		w.log.Warn().Err(err).Str("id", schemas.Clip(j.id, 64)).Msg("reply failed")
 	}
 }
 
@@ -330,6 +330,6 @@ func (w *Worker) ack(j *job) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := j.msg.DoubleAck(ctx); err != nil {
-		w.log.Warn().Err(err).Str("id", clip(j.id, 64)).Msg("ack failed; the request may be answered twice")
+		w.log.Warn().Err(err).Str("id", schemas.Clip(j.id, 64)).Msg("ack failed; the request may be answered twice")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/bertq/bertq/bert"
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 	"github.com/bertq/bertq/worker"
@@ -31,33 +32,15 @@ type env struct {
 
 func newEnv(t *testing.T, intake bool) *env {
 	t.Helper()
-	b, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(); b.WaitForShutdown() })
-	nc, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js); err != nil {
-		t.Fatal(err)
-	}
+	e := natstest.Provisioned(t)
 	if intake {
-		in, err := broker.StartIntake(nc)
+		in, err := broker.StartIntake(e.NC)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { in.Stop() })
 	}
-	return &env{b: b, nc: nc, js: js}
+	return &env{b: e.Broker, nc: e.NC, js: e.JS}
 }
 
 // putModel stores bytes as model name in the model bucket (the intake only

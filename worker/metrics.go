@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // codeOK counts answered requests among the outcome codes.
@@ -254,33 +252,4 @@ func (w *Worker) MetricsHandler() http.Handler {
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		w.WriteMetrics(rw)
 	})
-}
-
-// clip bounds user-supplied text in logs, and replaces what a terminal could
-// act on (control characters, DEL, C1 controls such as U+009B CSI, which a
-// JSON log line carries unescaped) with U+FFFD.
-func clip(s string, n int) string {
-	if len(s) > n {
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f && r < 0xa0 {
-			return utf8.RuneError
-		}
-		return r
-	}, s)
-}
-
-// headerText makes s safe as a header value: one line, bounded.
-func headerText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-	return clip(s, 300)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bertq/bertq/broker"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/producer"
 	"github.com/bertq/bertq/schemas"
 )
@@ -20,23 +21,8 @@ import (
 // testBroker runs an embedded, provisioned server on a random loopback port.
 func testBroker(t *testing.T) (*broker.Broker, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	b, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(); b.WaitForShutdown() })
-	nc, err := nats.Connect(b.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js); err != nil {
-		t.Fatal(err)
-	}
-	return b, nc, js
+	e := natstest.Provisioned(t)
+	return e.Broker, e.NC, e.JS
 }
 
 // runCmd runs one bertq command line in-process.

@@ -19,6 +19,7 @@ import (
 	"github.com/bertq/bertq/bert"
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/natstest"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 )
@@ -145,21 +146,8 @@ func TestBrokerCommand(t *testing.T) {
 
 func svcTestBroker(t *testing.T) (*broker.Broker, jetstream.JetStream) {
 	t.Helper()
-	br, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { br.Shutdown(); br.WaitForShutdown() })
-	nc, err := nats.Connect(br.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return br, js
+	e := natstest.Start(t)
+	return e.Broker, e.JS
 }
 
 func TestProvisionCommand(t *testing.T) {

@@ -12,11 +12,17 @@
 //     holds unacked requests, ten times under a steady load, a new process
 //     started each time; the dead worker's requests come back after AckWait.
 //   - TestBrokerRestartBacklog: 10 000 requests wait in the file store while
-//     the broker restarts on the same store and port; every message is still
-//     there byte for byte, and every reply matches a direct engine run.
+//     the broker restarts on the same store and port, once shut down, once a
+//     `bertq broker` process killed with SIGKILL right after the last PubAck;
+//     every message is still there byte for byte, and every reply matches a
+//     direct engine run of its pair.
 //   - TestClusterNodeLoss: three `bertq broker --config` processes form an R3
 //     JetStream cluster; the stream and consumer leader is killed with SIGKILL
-//     under load, then restarted, more than once.
+//     under load, then restarted, more than once. A client that retries on a
+//     timeout or unavailable (as deploy/README.md asks of callers) loses
+//     nothing; the plain producer beside it, one attempt per request, is
+//     reported, not asserted: a request in flight through the killed node
+//     gets no reply at all (core NATS request leg).
 //   - TestQueueFullBackpressure: a queue of 50 with no worker refuses the
 //     excess out loud (queue_full replies, "maximum messages exceeded" publish
 //     errors); accepted + refused = sent, and every accepted request is
@@ -28,6 +34,7 @@
 //
 // Each test logs one line "FAULT <name> key=value ..." with its figures; run
 // `go test -v -run . ./test/faults | grep FAULT` to see them. BERTQ_LONG=1
-// runs longer variants (more kills, more requests, more rounds).
+// runs longer variants (more kills, more requests, more rounds). TestClusterConfigs
+// checks that deploy/cluster's nats-server files parse and agree.
 // BERTQ_FAULTS_DEVICE picks the engine backend (default auto).
 package faults
