@@ -135,6 +135,12 @@ func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
 		svc.Stop()
 		return nil, fmt.Errorf("%w: dead-letter advisories: %v", ErrIntake, err)
 	}
+	// The endpoints' subscriptions must reach the server before callers are
+	// told the intake serves; micro does not flush them itself.
+	if err := nc.Flush(); err != nil {
+		in.Stop()
+		return nil, fmt.Errorf("%w: %v", ErrIntake, err)
+	}
 	return in, nil
 }
 
@@ -281,7 +287,9 @@ func publishError(err error) *schemas.Error {
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		return schemas.Errorf(schemas.CodeUnavailable, "the intake is overloaded (too many requests awaiting the queue); retry later")
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
-		return schemas.Errorf(schemas.CodeUnavailable, "no stream captures the request subject: run `bertq provision`")
+		// Also what a cluster says for the seconds it takes to elect a new
+		// stream leader after losing a node, so the advice covers both.
+		return schemas.Errorf(schemas.CodeUnavailable, "the request queue did not answer: it may be electing a leader (retry in a few seconds) or not provisioned (run `bertq provision`)")
 	}
 	return schemas.Errorf(schemas.CodeUnavailable, "could not enqueue the request: %s", schemas.Clip(msg, 200))
 }
