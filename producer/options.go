@@ -28,6 +28,7 @@ type options struct {
 	pairs    []Pair
 	timeout  time.Duration
 	linger   time.Duration
+	retry    time.Duration
 	direct   bool
 	enc      schemas.Encoding
 	log      zerolog.Logger
@@ -74,6 +75,14 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // WithLinger sets how long Run listens for stray replies after the last
 // client finished (default 250 ms).
 func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = d } }
+
+// WithRetry makes each client re-send a request, with the same id, when no
+// reply came within d or the reply was "unavailable" (a queue that was
+// electing a leader, an intake that died holding it), until the request's
+// timeout. Re-sending the same id is safe: the stream de-duplicates it, and the
+// intake's "duplicate_id" answer means an earlier copy is queued, so the
+// client keeps waiting. 0 (the default) sends each request once.
+func WithRetry(d time.Duration) Option { return func(o *options) { o.retry = d } }
 
 // WithDirect publishes straight into the JetStream work subject (PubAck as
 // the receipt) instead of requesting through the intake.

@@ -98,6 +98,7 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	defer cancel(nil)
 
 	t := newTracker(o.clients)
+	t.retry = o.retry > 0
 	t.onNoResponders = func() {
 		cancel(fmt.Errorf("%w on %s: is the broker running?", ErrNoIntake, schemas.InferSubject(o.model)))
 	}
@@ -172,46 +173,91 @@ func client(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o *optio
 		p := o.pairs[(s*o.clients+c)%len(o.pairs)]
 		id := fmt.Sprintf("%s-%d-%d", runID, c, s)
 		e := t.add(c, id, p.Label)
-		req := schemas.InferRequest{V: schemas.Version, ID: id, Model: o.model, A: p.A, B: p.B, Deadline: e.sent.Add(o.timeout).UTC()}
+		deadline := e.sent.Add(o.timeout)
+		req := schemas.InferRequest{V: schemas.Version, ID: id, Model: o.model, A: p.A, B: p.B, Deadline: deadline.UTC()}
 		data, err := schemas.Marshal(o.enc, &req)
 		if err != nil {
 			t.fail(id, schemas.CodeInternal)
 			continue
 		}
-		msg := &nats.Msg{Header: nats.Header{}, Data: data}
-		msg.Header.Set(schemas.HeaderContentType, o.enc.ContentType())
-		if js == nil {
-			msg.Subject, msg.Reply = schemas.InferSubject(o.model), inbox
-			err = nc.PublishMsg(msg)
-			if err != nil {
-				t.fail(id, CodePublish)
-				continue
+		for attempt := 0; ; attempt++ {
+			if attempt > 0 {
+				t.noteResend()
 			}
-		} else {
-			msg.Subject = schemas.WorkSubject(o.model)
-			msg.Header.Set(schemas.HeaderReplyTo, inbox)
-			msg.Header.Set(schemas.HeaderMsgID, id)
-			pctx, cancel := context.WithTimeout(ctx, o.timeout)
-			_, err = js.PublishMsg(pctx, msg)
-			cancel()
-			if err != nil {
-				code := publishCode(err)
+			code, fatal := send(ctx, nc, js, o, id, inbox, data, deadline)
+			if fatal {
 				t.fail(id, code)
-				if errors.Is(err, jetstream.ErrNoStreamResponse) {
-					noStream()
-					return
-				}
-				continue
+				noStream()
+				return
 			}
+			if code != "" && (o.retry == 0 || time.Until(deadline) < retryBackoff) {
+				t.fail(id, code)
+				break
+			}
+			wait := time.Until(deadline)
+			if code != "" {
+				wait = retryBackoff // the send failed: try again shortly
+			} else if o.retry > 0 && o.retry < wait {
+				wait = o.retry
+			}
+			timer.Reset(wait)
+			select {
+			case <-e.done:
+			case <-e.again:
+				sleepFor(ctx, min(retryBackoff, time.Until(deadline)))
+				continue
+			case <-timer.C:
+				if o.retry > 0 && time.Now().Before(deadline) {
+					continue
+				}
+				t.expire(id)
+			case <-ctx.Done():
+				t.expire(id)
+			}
+			break
 		}
-		timer.Reset(o.timeout)
-		select {
-		case <-e.done:
-		case <-timer.C:
-			t.expire(id)
-		case <-ctx.Done():
-			t.expire(id)
+	}
+}
+
+// retryBackoff spaces re-sends after a failure, e.g. while a cluster elects a
+// new stream leader.
+const retryBackoff = 250 * time.Millisecond
+
+// send publishes one request (the same id on every attempt) and returns a
+// failure code, or "" once it is on its way. fatal means no stream captures
+// the work subject at all: a misconfiguration, not a passing failure.
+func send(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o *options, id, inbox string, data []byte, deadline time.Time) (code string, fatal bool) {
+	msg := &nats.Msg{Header: nats.Header{}, Data: data}
+	msg.Header.Set(schemas.HeaderContentType, o.enc.ContentType())
+	if js == nil {
+		msg.Subject, msg.Reply = schemas.InferSubject(o.model), inbox
+		if err := nc.PublishMsg(msg); err != nil {
+			return CodePublish, false
 		}
+		return "", false
+	}
+	msg.Subject = schemas.WorkSubject(o.model)
+	msg.Header.Set(schemas.HeaderReplyTo, inbox)
+	msg.Header.Set(schemas.HeaderMsgID, id)
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	if o.retry > 0 {
+		// Bound each attempt, so that a publish lost with a dying node is retried.
+		pctx, cancel = context.WithTimeout(pctx, min(o.retry, time.Until(deadline)))
+	}
+	_, err := js.PublishMsg(pctx, msg)
+	cancel()
+	if err == nil {
+		return "", false
+	}
+	// Without retries, a stream that does not answer ends the run at once; with
+	// them it is a passing failure (a leader election) until the deadline.
+	return publishCode(err), o.retry == 0 && errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+func sleepFor(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
 	}
 }
 

@@ -40,6 +40,8 @@ type Summary struct {
 	Late int `json:"late"`
 	// Duplicates are further replies for an id already answered.
 	Duplicates int `json:"duplicates"`
+	// Resends counts requests sent again (same id) under WithRetry.
+	Resends int `json:"resends,omitempty"`
 	// Unmatched replies named no request of this run.
 	Unmatched int `json:"unmatched"`
 
@@ -107,6 +109,9 @@ func (s *Summary) Format(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  sent %d  answered %d  errors %d  lost %d  late %d  duplicates %d", s.Sent, s.Answered, s.Errors, s.Lost, s.Late, s.Duplicates)
+	if s.Resends > 0 {
+		fmt.Fprintf(w, "  re-sent %d", s.Resends)
+	}
 	if s.Unmatched > 0 {
 		fmt.Fprintf(w, "  unmatched %d", s.Unmatched)
 	}

@@ -30,6 +30,7 @@ type entry struct {
 	sent  time.Time
 	label int
 	done  chan struct{} // closed when the first reply or the timeout resolves it
+	again chan struct{} // with retries: an "unavailable" reply asks for a re-send
 }
 
 // tracker matches replies to requests by id and accumulates the summary.
@@ -42,6 +43,9 @@ type tracker struct {
 	parse func(id string) (*entry, bool)
 	// onNoResponders is called (once per message) when a 503 status arrives.
 	onNoResponders func()
+	// retry: "unavailable" and "duplicate_id" replies leave a request pending.
+	retry   bool
+	resends int
 
 	sent, answered, errored, lost, late, dups, unmatched, correct int
 	resolved                                                      int
@@ -65,7 +69,7 @@ func newTracker(clients int) *tracker {
 
 // add registers a request about to be sent by client c.
 func (t *tracker) add(c int, id string, label int) *entry {
-	e := &entry{label: label, done: make(chan struct{}), sent: time.Now()}
+	e := &entry{label: label, done: make(chan struct{}), again: make(chan struct{}, 1), sent: time.Now()}
 	t.mu.Lock()
 	t.entries[id] = e
 	if c >= 0 {
@@ -84,6 +88,13 @@ func (t *tracker) fail(id, code string) {
 		t.resolveLocked(e, errored)
 		t.codes[code]++
 	}
+}
+
+// noteResend counts a request sent again under WithRetry.
+func (t *tracker) noteResend() {
+	t.mu.Lock()
+	t.resends++
+	t.mu.Unlock()
 }
 
 // expire marks a request lost if nothing answered it.
@@ -174,6 +185,18 @@ func (t *tracker) handle(m *nats.Msg, client int, at time.Time) {
 		t.late++
 		return
 	}
+	if code != "" && t.retry && e.state == pending && e.again != nil {
+		switch code {
+		case schemas.CodeUnavailable:
+			select {
+			case e.again <- struct{}{}:
+			default:
+			}
+			return
+		case schemas.CodeDuplicate:
+			return // an earlier copy is queued: its answer will come
+		}
+	}
 	if code != "" {
 		t.codes[code]++
 		t.resolveLocked(e, errored)
@@ -212,6 +235,7 @@ func (t *tracker) summary(s *Summary, wall time.Duration) {
 	defer t.mu.Unlock()
 	s.Sent, s.Answered, s.Errors, s.Lost = t.sent, t.answered, t.errored, t.lost
 	s.Late, s.Duplicates, s.Unmatched, s.Correct = t.late, t.dups, t.unmatched, t.correct
+	s.Resends = t.resends
 	s.ErrorCodes = make(map[string]int, len(t.codes))
 	for c, n := range t.codes {
 		s.ErrorCodes[c] = n

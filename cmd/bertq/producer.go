@@ -32,6 +32,7 @@ func init() {
 			fs.BoolVar(&f.wait, "wait", false, "with --backlog: stay and collect the replies (subscribed before publishing)")
 			fs.StringVar(&f.collect, "collect", "", "collect the replies of the backlog with this run id (start it before the workers)")
 			fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
+			fs.DurationVar(&f.retry, "retry", 0, "re-send a request (same id) after this long without a reply, or when the queue was unavailable, until --timeout (0: send once)")
 			return func(ctx context.Context, e *env) error { return runProducer(ctx, e, &f) }
 		},
 	})
@@ -41,7 +42,7 @@ type producerFlags struct {
 	nats                           *natsFlags
 	model, data, collect           string
 	clients, cycle, backlog        int
-	timeout                        time.Duration
+	timeout, retry                 time.Duration
 	direct, msgpack, jsonOut, wait bool
 	quiet                          bool
 }
@@ -78,6 +79,7 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 	opts := []producer.Option{
 		producer.WithModel(f.model), producer.WithPairs(pairs), producer.WithTimeout(f.timeout),
 		producer.WithEncoding(enc), producer.WithClients(f.clients), producer.WithCycle(f.cycle), producer.WithDirect(f.direct),
+		producer.WithRetry(f.retry),
 	}
 	if !f.quiet {
 		opts = append(opts, producer.WithProgress(e.stderr))

@@ -330,7 +330,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	tl := newTally(t, ctl, producer.InboxRoot+">")
 	rl := startRetryLoad(t, connect(t, "faults-retry-client", nodes[0].url), 8)
 	l := startLoad(t, connect(t, "faults-producer", nodes[0].url), producer.WithModel(model), producer.WithClients(4),
-		producer.WithCycle(50), producer.WithTimeout(20*time.Second), producer.WithLinger(0))
+		producer.WithCycle(50), producer.WithTimeout(20*time.Second), producer.WithLinger(0), producer.WithRetry(2*time.Second))
 
 	leaderKills, consumerLeaderKills := 0, 0
 	var recoveries []string
@@ -379,8 +379,11 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("FAULT cluster-node-loss sent=%d answered=%d duplicates=%d lost=%d attempts=%d retried=%d attempts_unanswered=%d attempt_errors=%s stale_answers=%d kills=%d stream_leader_kills=%d consumer_leader_kills=%d formed_in=%.1fs elapsed=%.1fs %s",
 		rl.requests, rl.answered, rl.dups, rl.lost, rl.attempts, rl.retried, rl.unanswered, codes(rl.codes), rl.stale,
 		kills, leaderKills, consumerLeaderKills, formed.Seconds(), time.Since(start).Seconds(), strings.Join(recoveries, " "))
-	t.Logf("FAULT cluster-node-loss-single-attempt sent=%d answered=%d errors=%d duplicates=%d lost=%d late=%d error_codes=%s rounds=%d",
-		sum.Sent, sum.Answered, sum.Errors, pdups, sum.Lost, sum.Late, codes(sum.ErrorCodes), l.rounds)
+	t.Logf("FAULT cluster-node-loss-producer sent=%d answered=%d errors=%d duplicates=%d lost=%d late=%d resends=%d error_codes=%s rounds=%d",
+		sum.Sent, sum.Answered, sum.Errors, pdups, sum.Lost, sum.Late, sum.Resends, codes(sum.ErrorCodes), l.rounds)
+	if sum.Lost != 0 || sum.Errors != 0 || sum.Answered != sum.Sent {
+		t.Errorf("producer with retries: sent %d, answered %d, errors %d, lost %d", sum.Sent, sum.Answered, sum.Errors, sum.Lost)
+	}
 	if rl.lost != 0 || rl.answered != rl.requests || rl.firstErr != nil {
 		t.Errorf("retrying client: %d requests, %d answered, %d lost; %v", rl.requests, rl.answered, rl.lost, rl.firstErr)
 	}

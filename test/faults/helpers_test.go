@@ -643,6 +643,7 @@ func (l *load) add(s *producer.Summary) {
 	l.sum.Lost += s.Lost
 	l.sum.Late += s.Late
 	l.sum.Duplicates += s.Duplicates
+	l.sum.Resends += s.Resends
 	l.sum.Unmatched += s.Unmatched
 	for c, n := range s.ErrorCodes {
 		l.sum.ErrorCodes[c] += n
