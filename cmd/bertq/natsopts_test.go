@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/test/security/securetest"
 )
@@ -87,7 +88,7 @@ func TestDialNATSNeverShowsPassword(t *testing.T) {
 	const secret = "s3cret-pw-31337"
 	srv := startAuthServer(t, -1, secret)
 	addr := srv.ClientURL()[len("nats://"):]
-	logs := &svcBuffer{}
+	logs := &testbuf.Buffer{}
 	log := zerolog.New(logs)
 
 	// A wrong password in the URL: the error names the server, not the password.
@@ -136,7 +137,7 @@ func TestBrokerCommandSecureConfig(t *testing.T) {
 	// Without credentials for its own connection, the broker cannot serve:
 	// in process is no way around the configuration. (The refusal takes
 	// nats-server's 10 s write deadline on the in-process pipe.)
-	refused := &svcBuffer{}
+	refused := &testbuf.Buffer{}
 	if code := run(context.Background(), []string{"broker", "--config", s.Config, "--listen", "127.0.0.1:-1", "--store", t.TempDir(), "--log-json"},
 		&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: refused}); code != 1 {
 		t.Fatalf("broker without --nkey exited %d, want 1", code)
@@ -152,14 +153,14 @@ func TestBrokerCommandSecureConfig(t *testing.T) {
 	tlsFlags := []string{"--nats", url, "--tls-ca", s.CA, "--tls-cert", s.ClientCert, "--tls-key", s.ClientKey}
 
 	// The operator provisions over mutual TLS with its nkey.
-	out := &svcBuffer{}
+	out := &testbuf.Buffer{}
 	args := append([]string{"provision"}, tlsFlags...)
 	args = append(args, "--nkey", s.Seeds["admin"], "--inbox-prefix", "_INBOX.admin", "--log-json")
 	if code := run(context.Background(), args, &env{stdin: strings.NewReader(""), stdout: out, stderr: out}); code != 0 {
 		t.Fatalf("provision exited %d:\n%s", code, out.String())
 	}
 	// Without TLS settings a command cannot connect, and says why.
-	out = &svcBuffer{}
+	out = &testbuf.Buffer{}
 	if code := run(context.Background(), []string{"provision", "--nats", url, "--nkey", s.Seeds["admin"]},
 		&env{stdin: strings.NewReader(""), stdout: out, stderr: out}); code != 1 || !strings.Contains(out.String(), "tls") {
 		t.Fatalf("provision without TLS flags exited %d:\n%s", code, out.String())

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/internal/natstest"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 )
@@ -50,36 +50,18 @@ func (m *cliFakeModel) Run(in engine.Input, logits []float32) error {
 	return nil
 }
 
-// svcBuffer is a bytes.Buffer safe for a command's logger and the test.
-type svcBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *svcBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *svcBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // svcBG runs a command until its context is cancelled.
 type svcBG struct {
 	cancel context.CancelFunc
 	code   chan int
-	stderr *svcBuffer
+	stderr *testbuf.Buffer
 }
 
 func runSvcBG(args ...string) *svcBG {
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &svcBG{cancel: cancel, code: make(chan int, 1), stderr: &svcBuffer{}}
+	b := &svcBG{cancel: cancel, code: make(chan int, 1), stderr: &testbuf.Buffer{}}
 	go func() {
-		b.code <- run(ctx, args, &env{stdin: strings.NewReader(""), stdout: &svcBuffer{}, stderr: b.stderr})
+		b.code <- run(ctx, args, &env{stdin: strings.NewReader(""), stdout: &testbuf.Buffer{}, stderr: b.stderr})
 	}()
 	return b
 }

@@ -1,13 +1,11 @@
 package badinput_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
@@ -28,24 +27,6 @@ import (
 
 // model is the name the tiny checkpoint is served under.
 const model = "tiny"
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // harness is an embedded, provisioned broker with the intake, a worker
 // serving the tiny model from the model bucket and a compile worker.
@@ -56,7 +37,7 @@ type harness struct {
 	w     *worker.Worker
 	wdone chan error
 	cdone chan error
-	logs  *syncBuffer
+	logs  *testbuf.Buffer
 	seq   atomic.Int64
 }
 
@@ -88,7 +69,7 @@ func compileTiny(t *testing.T, dir string) string {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testbuf.Buffer{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	b, err := broker.Start(broker.WithListen("127.0.0.1:-1"), broker.WithStoreDir(t.TempDir()),
 		broker.WithLogger(log.Level(zerolog.WarnLevel)))

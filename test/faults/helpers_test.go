@@ -1,7 +1,6 @@
 package faults_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
 	_ "github.com/bertq/bertq/engine/onednn"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/producer"
 	"github.com/bertq/bertq/schemas"
@@ -392,36 +392,18 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// syncBuf collects a process's output.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a child process of the test, killed when the test ends.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuf
+	out  *testbuf.Buffer
 	done chan struct{}
 	err  error // from Wait, once done is closed
 }
 
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuf{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &testbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package security_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/test/security/securetest"
@@ -24,24 +24,6 @@ import (
 )
 
 const model = "tiny"
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // client is one role's connection, recording the asynchronous errors the
 // server sends it (permissions violations arrive that way).
@@ -94,14 +76,14 @@ type env struct {
 	s    *securetest.Setup
 	b    *broker.Broker
 	url  string
-	logs *syncBuffer
+	logs *testbuf.Buffer
 	log  zerolog.Logger
 }
 
 func startSecure(t *testing.T) *env {
 	t.Helper()
 	s := securetest.New(t)
-	logs := &syncBuffer{}
+	logs := &testbuf.Buffer{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	b, err := broker.Start(broker.WithConfigFile(s.Config), broker.WithListen("127.0.0.1:-1"),
 		broker.WithStoreDir(t.TempDir()), broker.WithLogger(log.With().Str("component", "nats").Logger().Level(zerolog.InfoLevel)))
