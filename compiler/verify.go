@@ -42,8 +42,7 @@ func Verify(path string, src Source, backend string) (*artifact.Verification, er
 	}
 	defer r.Close()
 	s := m.Spec()
-	n := min(len(verificationPairs), s.Batch*((len(verificationPairs)+s.Batch-1)/s.Batch))
-	in := engine.Input{}
+	n := len(verificationPairs)
 	type enc struct{ ids, types []int32 }
 	encs := make([]enc, n)
 	for i := 0; i < n; i++ {
@@ -72,9 +71,11 @@ func Verify(path string, src Source, backend string) (*artifact.Verification, er
 	var maxDiff float64
 	logits := make([]float32, s.Batch*s.Labels)
 	for start := 0; start < n; start += s.Batch {
-		in.InputIDs = make([]int32, s.Batch*s.Seq)
-		in.TokenTypeIDs = make([]int32, s.Batch*s.Seq)
-		in.AttentionMask = make([]int32, s.Batch*s.Seq)
+		in := engine.Input{
+			InputIDs:      make([]int32, s.Batch*s.Seq),
+			TokenTypeIDs:  make([]int32, s.Batch*s.Seq),
+			AttentionMask: make([]int32, s.Batch*s.Seq),
+		}
 		for slot := 0; slot < s.Batch; slot++ {
 			e := encs[(start+slot)%n]
 			copy(in.InputIDs[slot*s.Seq:], e.ids)

@@ -61,14 +61,17 @@ func predict(ctx context.Context, e *env, path, device string) error {
 	}
 	logits := make([]float32, s.Batch*s.Labels)
 	enc := json.NewEncoder(e.stdout)
+	// Unused slots are padding: a minimal [CLS] [SEP] row nobody reads.
+	pad, err := tok.EncodePair("", "", s.Seq)
+	if err != nil {
+		return err
+	}
 	filled := 0
 	flush := func() error {
 		if filled == 0 {
 			return nil
 		}
-		// Unused slots are padding: a minimal [CLS] [SEP] row nobody reads.
 		for slot := filled; slot < s.Batch; slot++ {
-			pad, _ := tok.EncodePair("", "", s.Seq)
 			copy(in.InputIDs[slot*s.Seq:], pad.InputIDs)
 			copy(in.TokenTypeIDs[slot*s.Seq:], pad.TokenTypeIDs)
 			copy(in.AttentionMask[slot*s.Seq:], pad.AttentionMask)
