@@ -241,6 +241,7 @@ enum { V_QKVB, V_AOB, V_FIB, V_FOB, V_G1, V_B1, V_G2, V_B2, V_N };
 
 struct bq_model {
     int B, S, H, NH, D, I, L, bf16, act;
+    int wbf16; // the artifact's weights are bf16 (computed in f32 when bf16 != wbf16)
     float eps;
     dnnl_engine_t eng;
     dnnl_memory_desc_t wmd[N_WEIGHTS];  // reordered weight layouts (with post-ops)
@@ -449,13 +450,22 @@ char *bq_model_create(int B, int S, int H, int NH, int I, int L, int bf16, int a
     bq_model *m = calloc(1, sizeof *m);
     if (!m) return errorf("oneDNN model: out of memory");
     m->B = B, m->S = S, m->H = H, m->NH = NH, m->D = H / NH, m->I = I, m->L = L;
-    m->bf16 = bf16, m->act = act, m->eps = eps;
+    m->bf16 = bf16, m->wbf16 = bf16, m->act = act, m->eps = eps;
     if (g_simd < 0) g_simd = simd_supported();
     char *err = NULL;
     dnnl_status_t st = dnnl_engine_create(&m->eng, dnnl_cpu, 0);
     if (st != dnnl_success) {
         err = errorf("oneDNN: creating a CPU engine failed: %s", dnnl_status2str(st));
         goto fail;
+    }
+    if (bf16) {
+        // A CPU without bf16 matmuls (AVX2 only) runs bf16 weights widened
+        // to f32: exact, and faster than oneDNN's reference loops.
+        dnnl_primitive_desc_t pd = NULL;
+        char *e = mm_pd(m, MM_QKV, 1, &pd);
+        if (e || strncmp(pd_impl(pd), "ref", 3) == 0) m->bf16 = bf16 = 0;
+        free(e);
+        if (pd) dnnl_primitive_desc_destroy(pd);
     }
     for (int k = 0; k < MM_N; k++) {
         dnnl_primitive_desc_t pd = NULL;
@@ -499,9 +509,9 @@ char *bq_model_create(int B, int S, int H, int NH, int I, int L, int bf16, int a
     }
     const dnnl_version_t *ver = dnnl_version();
     snprintf(m->describe, sizeof m->describe,
-             "oneDNN %d.%d.%d, isa %s, %s matmuls: qkv %s, attention %s/%s, ffn %s; element-wise kernels %s",
+             "oneDNN %d.%d.%d, isa %s, %s%s matmuls: qkv %s, attention %s/%s, ffn %s; element-wise kernels %s",
              ver->major, ver->minor, ver->patch, isa_name(dnnl_get_effective_cpu_isa()),
-             bf16 ? "bf16" : "f32", m->impl[MM_QKV], m->impl[MM_SC], m->impl[MM_CX], m->impl[MM_FI],
+             m->wbf16 && !bf16 ? "bf16 weights widened to f32, " : "", bf16 ? "bf16" : "f32", m->impl[MM_QKV], m->impl[MM_SC], m->impl[MM_CX], m->impl[MM_FI],
              g_simd == 2 ? "avx512+bf16" : g_simd ? "avx512" : "scalar");
     *out = m;
     return NULL;
@@ -524,7 +534,7 @@ char *bq_model_set_matrix(bq_model *m, int l, int kind, const void *src) {
     mm_shape(m, kind, &M, &K, &N);
     dnnl_memory_desc_t umd;
     dnnl_dims_t wd = {K, N};
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, m->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_ab),
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, m->wbf16 ? dnnl_bf16 : dnnl_f32, dnnl_ab),
              "layer %d %s weights", l, what);
     dnnl_memory_t *dstm = &m->w[(size_t)l * N_WEIGHTS + kind];
     if (!*dstm)
