@@ -84,6 +84,12 @@ func (w *Writer) BF16(name string, shape []int, data []float32) {
 	}
 }
 
+// I8 appends an int8 tensor.
+func (w *Writer) I8(name string, shape []int, data []int8) {
+	w.begin(name, DTypeI8, shape, int64(len(data)))
+	w.write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(data))), len(data)))
+}
+
 // Bytes appends a raw byte tensor.
 func (w *Writer) Bytes(name string, data []byte) {
 	w.begin(name, DTypeU8, []int{len(data)}, int64(len(data)))

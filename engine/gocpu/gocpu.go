@@ -5,7 +5,6 @@
 package gocpu
 
 import (
-	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -31,21 +30,10 @@ func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 	for l := range w.Layers {
 		lw := &w.Layers[l]
 		for _, mx := range []*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
-			m.mats[mx] = widen(mx)
+			m.mats[mx] = mx.Widen()
 		}
 	}
 	return m, nil
-}
-
-func widen(mx *engine.Matrix) []float32 {
-	if mx.F32 != nil {
-		return mx.F32
-	}
-	out := make([]float32, len(mx.BF16))
-	for i, v := range mx.BF16 {
-		out[i] = artifact.FromBF16(v)
-	}
-	return out
 }
 
 type model struct {
@@ -82,55 +70,64 @@ func (r *runner) Run(in engine.Input, logits []float32) error {
 	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
 		return err
 	}
-	if len(logits) != s.Batch*s.Labels {
-		return fmt.Errorf("%w: logits buffer holds %d values, want %d", engine.ErrInput, len(logits), s.Batch*s.Labels)
+	if err := engine.CheckLogits(s, in, logits); err != nil {
+		return err
 	}
-	H, I, n := c.HiddenSize, c.IntermediateSize, s.Batch*s.Seq
-	w.Embed(in, r.x)
+	H, I, n := c.HiddenSize, c.IntermediateSize, in.Tokens()
+	x, qkv, ctx, tmp, ffn := r.x[:n*H], r.qkv[:n*3*H], r.ctx[:n*H], r.tmp[:n*H], r.ffn[:n*I]
+	w.Embed(in, x)
 	for l := range w.Layers {
 		lw := &w.Layers[l]
-		matmul(r.x, r.m.mats[&lw.QKV], lw.QKVBias, r.qkv, n, H, 3*H)
-		r.attention(in.AttentionMask)
-		matmul(r.ctx, r.m.mats[&lw.AttnOut], lw.AttnOutBias, r.tmp, n, H, H)
-		addNorm(r.x, r.tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
-		matmul(r.x, r.m.mats[&lw.FFNIn], lw.FFNInBias, r.ffn, n, H, I)
-		gelu(r.ffn, w.Activation)
-		matmul(r.ffn, r.m.mats[&lw.FFNOut], lw.FFNOutBias, r.tmp, n, I, H)
-		addNorm(r.x, r.tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
+		matmul(x, r.m.mats[&lw.QKV], lw.QKVBias, qkv, n, H, 3*H)
+		r.attention(in, qkv, ctx)
+		matmul(ctx, r.m.mats[&lw.AttnOut], lw.AttnOutBias, tmp, n, H, H)
+		addNorm(x, tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
+		matmul(x, r.m.mats[&lw.FFNIn], lw.FFNInBias, ffn, n, H, I)
+		gelu(ffn, w.Activation)
+		matmul(ffn, r.m.mats[&lw.FFNOut], lw.FFNOutBias, tmp, n, I, H)
+		addNorm(x, tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
 	}
-	w.Classify(r.x, logits)
+	w.Classify(in, x, logits)
 	return nil
 }
 
-// attention computes softmax(QKᵀ + mask)·V per sequence and head; the 1/√d
-// scale is already folded into Q by the compiler.
-func (r *runner) attention(mask []int32) {
+// attention computes softmax(QKᵀ + mask)·V per sequence and head, over the
+// sequence's own rows only; the 1/√d scale is already folded into Q by the
+// compiler. Masked keys get weight exactly 0, as Hugging Face's additive
+// float32-min mask gives them.
+func (r *runner) attention(in engine.Input, qkv, ctx []float32) {
 	w := r.m.w
-	H, S, nh := w.Config.HiddenSize, w.Spec.Seq, w.Config.NumHeads
+	H, nh := w.Config.HiddenSize, w.Config.NumHeads
 	d := H / nh
-	parallel(w.Spec.Batch*nh, func(job int) {
+	seqs := in.Seqs(w.Spec)
+	starts := make([]int, seqs+1)
+	for b := 0; b < seqs; b++ {
+		starts[b+1] = starts[b] + in.Len(w.Spec, b)
+	}
+	parallel(seqs*nh, func(job int) {
 		b, h := job/nh, job%nh
-		scores := make([]float64, S)
+		lo, hi := starts[b], starts[b+1]
+		scores := make([]float64, hi-lo)
 		acc := make([]float64, d)
-		for i := 0; i < S; i++ {
-			q := r.qkv[(b*S+i)*3*H+h*d:][:d]
+		for i := lo; i < hi; i++ {
+			q := qkv[i*3*H+h*d:][:d]
 			maxv := math.Inf(-1)
-			for j := 0; j < S; j++ {
-				if mask[b*S+j] == 0 {
-					scores[j] = math.Inf(-1)
+			for j := lo; j < hi; j++ {
+				if in.AttentionMask != nil && in.AttentionMask[j] == 0 {
+					scores[j-lo] = math.Inf(-1)
 					continue
 				}
-				k := r.qkv[(b*S+j)*3*H+H+h*d:][:d]
+				k := qkv[j*3*H+H+h*d:][:d]
 				var dot float64
 				for t := range q {
 					dot += float64(q[t]) * float64(k[t])
 				}
-				scores[j] = dot
+				scores[j-lo] = dot
 				maxv = math.Max(maxv, dot)
 			}
 			var sum float64
 			for j := range scores {
-				if math.IsInf(scores[j], -1) || math.IsInf(maxv, -1) {
+				if math.IsInf(scores[j], -1) {
 					scores[j] = 0
 					continue
 				}
@@ -138,17 +135,17 @@ func (r *runner) attention(mask []int32) {
 				sum += scores[j]
 			}
 			clear(acc)
-			for j := 0; j < S; j++ {
-				if scores[j] == 0 {
+			for j := lo; j < hi; j++ {
+				if scores[j-lo] == 0 {
 					continue
 				}
-				p := scores[j] / sum
-				v := r.qkv[(b*S+j)*3*H+2*H+h*d:][:d]
+				p := scores[j-lo] / sum
+				v := qkv[j*3*H+2*H+h*d:][:d]
 				for t := range acc {
 					acc[t] += p * float64(v[t])
 				}
 			}
-			out := r.ctx[(b*S+i)*H+h*d:][:d]
+			out := ctx[i*H+h*d:][:d]
 			for t := range out {
 				out[t] = float32(acc[t])
 			}
