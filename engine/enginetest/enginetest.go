@@ -67,7 +67,7 @@ func WriteArtifact(tb testing.TB, path string, c bert.Config, batch, seq int, pr
 					}
 				}
 			}
-			WriteMatrix(wr, n(p), k, nn, data, prec)
+			wr.Matrix(n(p), k, nn, data, prec)
 		}
 		wrMat(artifact.QKVWeight, H, 3*H, 1)
 		wr.F32(n(artifact.QKVBias), []int{3 * H}, uni(3*H, 0.1))
@@ -93,20 +93,6 @@ func WriteArtifact(tb testing.TB, path string, c bert.Config, batch, seq int, pr
 	}
 	if err := wr.Close(hdr); err != nil {
 		tb.Fatal(err)
-	}
-}
-
-// WriteMatrix stores an encoder weight in prec, as the compiler does.
-func WriteMatrix(wr *artifact.Writer, name string, k, n int, data []float32, prec artifact.Precision) {
-	switch prec {
-	case artifact.BF16:
-		wr.BF16(name, []int{k, n}, data)
-	case artifact.INT8:
-		q, scale := artifact.QuantizeS8(data, k, n)
-		wr.I8(name, []int{k, n}, q)
-		wr.F32(artifact.ScaleTensor(name), []int{n}, scale)
-	default:
-		wr.F32(name, []int{k, n}, data)
 	}
 }
 

@@ -1,10 +1,14 @@
 // Package gocpu is the plain-Go engine backend ("go"): slow, portable, and
 // independent of oneDNN, so it runs in CGO_ENABLED=0 builds and serves as a
 // second implementation of the compiled layout for cross-checks. Arithmetic is
-// float32 storage with float64 accumulation in every reduction.
+// float32 storage with float64 accumulation in every reduction; int8
+// artifacts run the engines' int8 arithmetic exactly: each matmul input row
+// quantized to ±qa steps of its own max, exact int32 dot products with the s8
+// weights, then dequantized.
 package gocpu
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -20,17 +24,26 @@ type backend struct{}
 
 func (backend) Name() string     { return "go" }
 func (backend) Available() error { return nil }
-func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
+func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error) {
 	w, err := engine.ReadWeights(f)
 	if err != nil {
 		return nil, err
 	}
-	m := &model{w: w, mats: map[*engine.Matrix][]float32{}}
-	// Widen bf16 weights once; the arithmetic is float32 either way.
+	m := &model{w: w, mats: map[*engine.Matrix][]float32{}, qa: 127}
+	if opts.Int8ActMax != 0 {
+		if opts.Int8ActMax < 1 || opts.Int8ActMax > 127 {
+			return nil, fmt.Errorf("go: int8 activation range ±%d: want 1 to 127", opts.Int8ActMax)
+		}
+		m.qa = opts.Int8ActMax
+	}
+	// Widen bf16 weights once; the arithmetic is float32 either way. Int8
+	// weights stay int8.
 	for l := range w.Layers {
 		lw := &w.Layers[l]
 		for _, mx := range []*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
-			m.mats[mx] = mx.Widen()
+			if mx.I8 == nil {
+				m.mats[mx] = mx.Widen()
+			}
 		}
 	}
 	return m, nil
@@ -39,6 +52,16 @@ func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 type model struct {
 	w    *engine.Weights
 	mats map[*engine.Matrix][]float32
+	qa   int // int8 activations are quantized to ±qa
+}
+
+// linear computes out = x·W + bias for rows rows of x.
+func (m *model) linear(mx *engine.Matrix, x, bias, out []float32, rows int) {
+	if mx.I8 != nil {
+		matmulInt8(x, mx, bias, out, rows, m.qa)
+		return
+	}
+	matmul(x, m.mats[mx], bias, out, rows, mx.K, mx.N)
 }
 
 func (m *model) Spec() engine.Spec { return m.w.Spec }
@@ -78,13 +101,13 @@ func (r *runner) Run(in engine.Input, logits []float32) error {
 	w.Embed(in, x)
 	for l := range w.Layers {
 		lw := &w.Layers[l]
-		matmul(x, r.m.mats[&lw.QKV], lw.QKVBias, qkv, n, H, 3*H)
+		r.m.linear(&lw.QKV, x, lw.QKVBias, qkv, n)
 		r.attention(in, qkv, ctx)
-		matmul(ctx, r.m.mats[&lw.AttnOut], lw.AttnOutBias, tmp, n, H, H)
+		r.m.linear(&lw.AttnOut, ctx, lw.AttnOutBias, tmp, n)
 		addNorm(x, tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
-		matmul(x, r.m.mats[&lw.FFNIn], lw.FFNInBias, ffn, n, H, I)
+		r.m.linear(&lw.FFNIn, x, lw.FFNInBias, ffn, n)
 		gelu(ffn, w.Activation)
-		matmul(ffn, r.m.mats[&lw.FFNOut], lw.FFNOutBias, tmp, n, I, H)
+		r.m.linear(&lw.FFNOut, ffn, lw.FFNOutBias, tmp, n)
 		addNorm(x, tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
 	}
 	w.Classify(in, x, logits)
@@ -176,6 +199,49 @@ func matmul(x, wt, bias, out []float32, m, k, n int) {
 			o[j] = float32(acc[j])
 		}
 	})
+}
+
+// matmulInt8 computes out[m][n] = deq(q(x[m])·W[n]) + bias[n]: x's row
+// quantized to ±qa steps of its max (float32 arithmetic, round half to even),
+// exact int32 dot products with the s8 weight, dequantized with the row's and
+// the column's scales.
+func matmulInt8(x []float32, w *engine.Matrix, bias, out []float32, m, qa int) {
+	k, n := w.K, w.N
+	parallel(m, func(i int) {
+		q, s := quantizeRow(x[i*k:][:k], qa)
+		acc := make([]int32, n)
+		for t, qv := range q {
+			if qv == 0 {
+				continue
+			}
+			wr := w.I8[t*n:][:n]
+			for j, wv := range wr {
+				acc[j] += qv * int32(wv)
+			}
+		}
+		o := out[i*n:][:n]
+		for j := range o {
+			o[j] = float32(acc[j])*(s*w.Scale[j]) + bias[j]
+		}
+	})
+}
+
+// quantizeRow is the engines' per-token quantization of one row.
+func quantizeRow(x []float32, qa int) ([]int32, float32) {
+	var mx float32
+	for _, v := range x {
+		mx = max(mx, float32(math.Abs(float64(v))))
+	}
+	q := make([]int32, len(x))
+	if mx == 0 {
+		return q, 1
+	}
+	inv := float32(qa) / mx
+	for i, v := range x {
+		r := math.RoundToEven(float64(v * inv))
+		q[i] = int32(max(-float64(qa), min(float64(qa), r)))
+	}
+	return q, mx / float32(qa)
 }
 
 func addNorm(x, delta, gamma, beta []float32, h int, eps float64) {

@@ -71,7 +71,7 @@ struct bq_model {
     dnnl_memory_desc_t wmd[MM_N]; // the weights' prepared layouts
     dnnl_memory_t *w;             // [L][MM_N]
     float *ws;                    // int8: column scales, [L][qstride]
-    int32_t *comp;                // int8: 128·Σk w[k][n], [L][qstride]
+    int32_t *comp;                // int8: (qa + 1)·Σk w[k][n], [L][qstride]
     size_t qoff[MM_N], qstride;
     float *vec; // [L][vec_stride]
     size_t vec_off[V_N], vec_stride;
@@ -406,14 +406,14 @@ char *bq_model_set_matrix(bq_model *m, int l, int kind, const void *w, const flo
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, dt, dnnl_ab), "layer %d %s weights", l, what);
     char *err = reorder(m, &umd, w, m->w[(size_t)l * MM_N + kind], what);
     if (err || m->compute != BQ_INT8) return err;
-    // The zero point's share of every output: 128·Σk w[k][n].
+    // The zero point's share of every output: (qa + 1)·Σk w[k][n].
     const int8_t *q = w;
     size_t off = (size_t)l * m->qstride + m->qoff[kind];
     int32_t *comp = m->comp + off;
     memset(comp, 0, (size_t)N * sizeof *comp);
     for (int64_t k = 0; k < K; k++)
         for (int64_t n = 0; n < N; n++) comp[n] += q[k * N + n];
-    for (int64_t n = 0; n < N; n++) comp[n] *= KQ_ZERO;
+    for (int64_t n = 0; n < N; n++) comp[n] *= m->qa + 1;
     memcpy(m->ws + off, scales, (size_t)N * sizeof(float));
     return NULL;
 }

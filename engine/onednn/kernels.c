@@ -57,7 +57,7 @@ static void quant_row_scalar(const float *x, int K, uint8_t *q, float *s, int qa
     float mx = 0;
     for (int k = 0; k < K; k++) mx = fmaxf(mx, fabsf(x[k]));
     if (mx == 0) {
-        memset(q, KQ_ZERO, (size_t)K);
+        memset(q, qa + 1, (size_t)K);
         *s = 1;
         return;
     }
@@ -65,7 +65,7 @@ static void quant_row_scalar(const float *x, int K, uint8_t *q, float *s, int qa
     for (int k = 0; k < K; k++) {
         float v = nearbyintf(x[k] * inv);
         v = fminf(fmaxf(v, (float)-qa), (float)qa);
-        q[k] = (uint8_t)((int)v + KQ_ZERO);
+        q[k] = (uint8_t)((int)v + qa + 1);
     }
     *s = mx / (float)qa;
 }
@@ -279,23 +279,23 @@ AVX2 static float absmax_avx2(const float *x, int K) {
 AVX2 static void quant_row_avx2(const float *x, int K, uint8_t *q, float *s, int qa) {
     float mx = absmax_avx2(x, K);
     if (mx == 0) {
-        memset(q, KQ_ZERO, (size_t)K);
+        memset(q, qa + 1, (size_t)K);
         *s = 1;
         return;
     }
     float inv = (float)qa / mx;
     const __m256 vi = _mm256_set1_ps(inv), lo = _mm256_set1_ps((float)-qa), hi = _mm256_set1_ps((float)qa);
-    const __m256i z = _mm256_set1_epi32(KQ_ZERO);
+    const __m256i z = _mm256_set1_epi32(qa + 1);
     int k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vi), lo), hi);
-        __m256i iv = _mm256_add_epi32(_mm256_cvtps_epi32(v), z); // 0..255, round half to even
+        __m256i iv = _mm256_add_epi32(_mm256_cvtps_epi32(v), z); // 1..2qa+1, round half to even
         __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
         _mm_storel_epi64((__m128i *)(q + k), _mm_packus_epi16(w, w));
     }
     for (; k < K; k++) {
         float v = fminf(fmaxf(nearbyintf(x[k] * inv), (float)-qa), (float)qa);
-        q[k] = (uint8_t)((int)v + KQ_ZERO);
+        q[k] = (uint8_t)((int)v + qa + 1);
     }
     *s = mx / (float)qa;
 }

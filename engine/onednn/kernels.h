@@ -18,9 +18,10 @@ int k_simd(void);
 // The activation variants, as bert.Activation names them.
 enum { ACT_GELU_ERF = 0, ACT_GELU_TANH = 1, ACT_GELU_CRUDE = 2 };
 
-// Quantized rows: u8 = q + 128 with q = round(x / s) in [-qa, qa] and
-// s = max|x| / qa per row (s = 1 for a zero row), so x ≈ (u8 - 128) · s.
-#define KQ_ZERO 128
+// Quantized rows: u8 = q + qa + 1 with q = round(x / s) in [-qa, qa] and
+// s = max|x| / qa per row (s = 1 for a zero row), so x ≈ (u8 - qa - 1) · s:
+// qa = 127 fills u8 (zero point 128); qa = 63 keeps u8 ≤ 127, so that a u8·s8
+// pair sum never exceeds the 16 bits AVX2's vpmaddubsw holds.
 
 // k_embed sums the word, position and token type rows of each token of nseq
 // packed sequences (positions restart at 0 in each) into x [T][H].
@@ -50,7 +51,8 @@ void k_to_bf16(const float *x, uint16_t *out, size_t n);
 
 // The int8 epilogues read a u8·s8 matmul's s32 accumulators acc [M][N] and
 // dequantize: y = (acc - comp[n]) · as[m] · ws[n] + bias[n], comp being
-// 128 · Σk w[k][n] (the zero point's share) and ws the weights' column scales.
+// (qa + 1) · Σk w[k][n] (the zero point's share) and ws the weights' column
+// scales.
 //
 // k_deq_bias writes y to out [M][N] (f32).
 void k_deq_bias(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
