@@ -4,6 +4,8 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/bertq/bertq/artifact"
 )
 
@@ -82,4 +84,13 @@ const (
 type PhaseRunner interface {
 	Runner
 	RunPhase(p Phase, in Input, logits []float32) error
+}
+
+// Peaker is a Runner that can measure, on its own core, the peak rate of the
+// instruction its matmuls' inner loops run on (a register-only loop), so that
+// benchmarks can report how close the GEMMs come to the hardware.
+type Peaker interface {
+	// ISAPeak names the instruction (e.g. "avx2 vfmadd231ps") and returns
+	// its rate in GFLOP/s (GOP/s for int8), measured for about d.
+	ISAPeak(d time.Duration) (isa string, gflops float64, err error)
 }

@@ -19,6 +19,7 @@
 
 #include "bq.h"
 #include "kernels.h"
+#include "peak.h"
 
 // ---------------------------------------------------------------------------
 // errors
@@ -357,6 +358,14 @@ fail:
 }
 
 const char *bq_model_describe(bq_model *m) { return m->describe; }
+
+const char *bq_model_peak_isa(bq_model *m) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    int amx = isa == dnnl_cpu_isa_avx512_core_amx;
+    int avx512 = amx || isa == dnnl_cpu_isa_avx512_core || isa == dnnl_cpu_isa_avx512_core_vnni ||
+                 isa == dnnl_cpu_isa_avx512_core_bf16;
+    return bq_peak_isa(m->compute, amx, avx512);
+}
 int bq_model_compute(bq_model *m) { return m->compute; }
 int bq_model_mm_mode(bq_model *m) { return m->mm_mode; }
 int bq_model_act_max(bq_model *m) { return m->qa; }

@@ -8,6 +8,7 @@ package onednn
 #include <stdlib.h>
 #include "bq.h"
 #include "kernels.h"
+#include "peak.h"
 void omp_set_num_threads(int);
 */
 import "C"
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -316,7 +318,26 @@ type request struct {
 var (
 	_ engine.Runner      = (*Runner)(nil)
 	_ engine.PhaseRunner = (*Runner)(nil)
+	_ engine.Peaker      = (*Runner)(nil)
 )
+
+// ISAPeak measures, on the runner's own thread (and core, when pinned), the
+// peak rate of the instruction its matmuls run on.
+func (r *Runner) ISAPeak(d time.Duration) (isa string, gflops float64, err error) {
+	p := C.bq_model_peak_isa(r.m.c)
+	if p == nil {
+		return "", 0, fmt.Errorf("onednn: no peak loop for this CPU's %s matmuls", r.m.spec.Precision)
+	}
+	isa = C.GoString(p)
+	err = r.do(func(*C.bq_runner) error {
+		gflops = float64(C.bq_peak_gops(p, C.double(d.Seconds())))
+		if gflops <= 0 {
+			return fmt.Errorf("onednn: the %s peak loop cannot run here", isa)
+		}
+		return nil
+	})
+	return isa, gflops, err
+}
 
 // Run fills logits ([sequences][Labels]) for one batch, packed or static.
 func (r *Runner) Run(in engine.Input, logits []float32) error {

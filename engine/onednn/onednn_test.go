@@ -5,6 +5,9 @@ package onednn
 import (
 	"math/rand"
 	"testing"
+	"time"
+
+	"github.com/bertq/bertq/artifact"
 
 	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/engine/enginetest"
@@ -32,4 +35,12 @@ func TestInt8Smoke(t *testing.T) {
 	em := enginetest.Reference(fx.Weights, in, enginetest.Emulate{Int8ActMax: qa})
 	f64 := enginetest.Reference(fx.Weights, in, enginetest.Emulate{})
 	t.Logf("onednn %v\ngo     %v\nemu %v\nf64 %v", got, want, em, f64)
+}
+
+func TestPeakSmoke(t *testing.T) {
+	for _, p := range []string{"fp32", "int8"} {
+		fx := enginetest.Load(t, Name, engine.Options{}, enginetest.SmallConfig("gelu"), 4, 24, artifact.Precision(p), 3)
+		isa, g, err := fx.Runner.(engine.Peaker).ISAPeak(200 * time.Millisecond)
+		t.Log(p, isa, g, err)
+	}
 }
