@@ -11,14 +11,14 @@ import (
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
 	_ "github.com/bertq/bertq/engine/onednn"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 // runPairs runs the golden pairs with the given indices through an artifact
 // on a backend, using the golden encodings, and returns the logits by pair.
 func runPairs(t *testing.T, path, backend string, idx []int) [][]float32 {
 	t.Helper()
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	f, err := artifact.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -115,11 +115,11 @@ func fastBackends(t *testing.T) []string {
 }
 
 func TestGoldenSmallModelsFP32(t *testing.T) {
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	for _, name := range []string{"tiny-fp32", "small-bf16"} {
 		opts := compiler.DefaultOptions()
 		opts.Precision = artifact.FP32
-		path := compile(t, testdata.ModelDir(t, name), opts)
+		path := compile(t, fixtures.ModelDir(t, name), opts)
 		idx := allPairs(len(g.Pairs))
 		for _, b := range fastBackends(t) {
 			t.Run(fmt.Sprintf("%s/%s", name, b), func(t *testing.T) {
@@ -140,7 +140,7 @@ func TestGoldenSyntheticLarge(t *testing.T) {
 		t.Skip("skipped in -short mode: BERT-Large golden checks take about a minute")
 	}
 	fastBackends(t)
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	want := g.Models["synthetic-large"].Logits
 	for _, tc := range []struct {
 		precision artifact.Precision

@@ -103,9 +103,6 @@ func TestCUDAOnFakeDevice(t *testing.T) {
 		// signals away from them.
 		"GODEBUG=asyncpreemptoff=1",
 	)
-	if td := findTestdata(); td != "" {
-		child.Env = append(child.Env, EnvTestdata+"="+td)
-	}
 	out, err := child.CombinedOutput()
 	text := string(out)
 	if err != nil || !strings.Contains(text, "--- PASS: TestCUDA/GPU") {

@@ -18,7 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/bertq/bertq/compiler"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
 )
@@ -396,7 +396,7 @@ func putCheckpoints(t *testing.T, h *harness) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dir := testdata.ModelDir(t, "tiny-fp32")
+	dir := fixtures.ModelDir(t, "tiny-fp32")
 	if _, err := compiler.Upload(ctx, h.js, "tiny", dir); err != nil {
 		t.Fatal(err)
 	}

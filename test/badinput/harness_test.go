@@ -19,8 +19,8 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/internal/testbuf"
-	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
 )
@@ -54,7 +54,7 @@ func connect(t *testing.T, url, name string) *nats.Conn {
 // compileTiny compiles tiny-fp32 for batch 4 × seq 128 fp32 into dir.
 func compileTiny(t *testing.T, dir string) string {
 	t.Helper()
-	src, err := compiler.LoadSource(testdata.ModelDir(t, "tiny-fp32"))
+	src, err := compiler.LoadSource(fixtures.ModelDir(t, "tiny-fp32"))
 	if err != nil {
 		t.Fatal(err)
 	}
