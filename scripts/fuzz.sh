@@ -28,7 +28,7 @@ budget() {
 	FuzzDecodeCompileJob) echo 250000x ;;
 	FuzzParseTSV) echo 40000x ;;
 	FuzzTokenizeReference) echo 50000x ;;
-	FuzzEncodePair) echo 100000x ;;
+	FuzzEncodePair) echo 50000x ;;
 	FuzzLoadVocab) echo 70000x ;;
 	FuzzParseConfig) echo 250000x ;;
 	FuzzSafetensorsHeader) echo 150000x ;;
