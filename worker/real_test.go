@@ -218,7 +218,7 @@ func TestWorkerRealModel(t *testing.T) {
 				break
 			}
 		}
-		idx := engine.Argmax(want[res.i])
+		idx := schemas.Argmax(want[res.i])
 		if r.LabelIndex != idx || r.Message != map[int]string{0: "not paraphrase", 1: "paraphrase"}[idx] {
 			t.Errorf("%s: label %d %q", r.ID, r.LabelIndex, r.Message)
 		}

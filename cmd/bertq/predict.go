@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/schemas"
 )
 
 func init() {
@@ -81,8 +82,8 @@ func predict(ctx context.Context, e *env, path, device string) error {
 		}
 		for slot := 0; slot < filled; slot++ {
 			l := append([]float32(nil), logits[slot*s.Labels:(slot+1)*s.Labels]...)
-			i := engine.Argmax(l)
-			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: engine.Softmax(l), Logits: l}); err != nil {
+			i := schemas.Argmax(l)
+			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: schemas.Softmax(l), Logits: l}); err != nil {
 				return err
 			}
 		}
