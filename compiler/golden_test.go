@@ -11,7 +11,7 @@ import (
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
 	_ "github.com/bertq/bertq/engine/onednn"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 // Batch layouts the golden checks run in.
@@ -56,7 +56,7 @@ func runPairs(t *testing.T, path, backend, layout string, idx []int) [][]float32
 // runBatch runs golden pairs as one batch.
 func runBatch(t *testing.T, r engine.Runner, s engine.Spec, layout string, batch []int) [][]float32 {
 	t.Helper()
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	var in engine.Input
 	for _, i := range batch {
 		p := g.Pairs[i]
@@ -147,11 +147,11 @@ func fastBackends(t *testing.T) []string {
 }
 
 func TestGoldenSmallModelsFP32(t *testing.T) {
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	for _, name := range []string{"tiny-fp32", "small-bf16"} {
 		opts := compiler.DefaultOptions()
 		opts.Precision = artifact.FP32
-		path := compile(t, testdata.ModelDir(t, name), opts)
+		path := compile(t, fixtures.ModelDir(t, name), opts)
 		idx := allPairs(len(g.Pairs))
 		for _, b := range fastBackends(t) {
 			for _, layout := range []string{static, packed} {
@@ -169,11 +169,11 @@ func TestGoldenSmallModelsFP32(t *testing.T) {
 // batch: among pairs of other lengths, with the truncated 128-token ones,
 // with the shortest, static or packed.
 func TestGoldenPackedEqualsAlone(t *testing.T) {
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	opts := compiler.DefaultOptions()
 	opts.Precision = artifact.FP32
 	opts.Verify = false
-	path := compile(t, testdata.ModelDir(t, "tiny-fp32"), opts)
+	path := compile(t, fixtures.ModelDir(t, "tiny-fp32"), opts)
 	shortest := 0
 	for i, p := range g.Pairs {
 		if realTokens(p) < realTokens(g.Pairs[shortest]) {
@@ -200,7 +200,7 @@ func TestGoldenPackedEqualsAlone(t *testing.T) {
 	}
 }
 
-func realTokens(p testdata.Pair) int {
+func realTokens(p fixtures.Pair) int {
 	n := 0
 	for _, m := range p.AttentionMask {
 		n += int(m)
@@ -220,12 +220,12 @@ func diff32(a, b []float32) float64 {
 // few values to share a quantization scale with, so the error is larger
 // than BERT-Large's; the bound only catches wiring mistakes (O(1)).
 func TestGoldenSmallModelsInt8(t *testing.T) {
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	idx := allPairs(len(g.Pairs))
 	for _, name := range []string{"tiny-fp32", "small-bf16"} {
 		opts := compiler.DefaultOptions()
 		opts.Precision = artifact.INT8
-		path := compile(t, testdata.ModelDir(t, name), opts)
+		path := compile(t, fixtures.ModelDir(t, name), opts)
 		for _, layout := range []string{static, packed} {
 			t.Run(name+"/"+layout, func(t *testing.T) {
 				got := runPairs(t, path, "onednn", layout, idx)
@@ -268,7 +268,7 @@ func TestGoldenSyntheticLarge(t *testing.T) {
 		t.Skip("skipped in -short mode: BERT-Large golden checks take minutes")
 	}
 	fastBackends(t)
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	want := g.Models["synthetic-large"].Logits
 	for _, tc := range []struct {
 		precision artifact.Precision

@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"github.com/bertq/bertq/engine"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 // benchArtifact compiles the tiny test checkpoint at batch 4 × seq 32.
 func benchArtifact(t *testing.T, precision string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tiny-"+precision+".bqa")
-	code, out, errs := runCmd(context.Background(), "compile", "--input", testdata.ModelDir(t, "tiny-fp32"), "--output", path,
+	code, out, errs := runCmd(context.Background(), "compile", "--input", fixtures.ModelDir(t, "tiny-fp32"), "--output", path,
 		"--precision", precision, "--batch", "4", "--seq", "32", "--no-verify")
 	if code != 0 {
 		t.Fatalf("compile: exit %d\n%s%s", code, out, errs)
@@ -85,7 +85,7 @@ func TestBenchTraffic(t *testing.T) {
 	if err := os.WriteFile(lengths, []byte(`{"a_tokens":[3,9,1,12,5],"b_tokens":[4,2,7,0,6]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, traffic := range []string{lengths, testdata.File(t, "mrpc-sample.tsv")} {
+	for _, traffic := range []string{lengths, fixtures.Path(t, "mrpc-sample.tsv")} {
 		packed, _ := runBench(t, "--artifact", art, "--parallel", "1", "--lengths", traffic)
 		static, _ := runBench(t, "--artifact", art, "--parallel", "1", "--lengths", traffic, "--pad", "static", "--batch", "2")
 		small, _ := runBench(t, "--artifact", art, "--parallel", "1", "--lengths", traffic, "--max-tokens", "32")

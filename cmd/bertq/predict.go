@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/schemas"
 )
 
 func init() {
@@ -69,8 +70,8 @@ func predict(ctx context.Context, e *env, path, device string) error {
 		}
 		for b := range in.Lengths {
 			l := append([]float32(nil), logits[b*s.Labels:(b+1)*s.Labels]...)
-			i := engine.Argmax(l)
-			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: engine.Softmax(l), Logits: l}); err != nil {
+			i := schemas.Argmax(l)
+			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: schemas.Softmax(l), Logits: l}); err != nil {
 				return err
 			}
 		}
