@@ -36,6 +36,7 @@ type call struct {
 	due      time.Time // when the timer should act; zero: disarmed
 	timer    *time.Timer
 	stopCtx  func() bool
+	lastErr  error // the last failure a re-send answered: reported at the deadline
 	reply    *Reply
 	ack      *jetstream.PubAck
 	err      error
@@ -90,7 +91,11 @@ func (k *call) onTimer() {
 		return
 	}
 	if !k.deadline.IsZero() && !now.Before(k.deadline) {
-		k.finishLocked(nil, nil, k.timeoutError())
+		err := k.lastErr
+		if err == nil {
+			err = k.timeoutError()
+		}
+		k.finishLocked(nil, nil, err)
 		k.mu.Unlock()
 		return
 	}
@@ -99,12 +104,14 @@ func (k *call) onTimer() {
 }
 
 // retryLocked re-sends after RetryBackoff when WithRetry allows and time is
-// left, else ends the call with err.
+// left, else ends the call with err. Should the deadline come first, the
+// call ends with err rather than a bare timeout.
 func (k *call) retryLocked(err error) {
 	if k.c.o.retry <= 0 || (!k.deadline.IsZero() && time.Until(k.deadline) < RetryBackoff) {
 		k.finishLocked(nil, nil, err)
 		return
 	}
+	k.lastErr = err
 	k.armLocked(time.Now().Add(RetryBackoff))
 }
 
@@ -145,6 +152,7 @@ func (k *call) onAck(ack *jetstream.PubAck, n int) {
 			"the stream already holds a request with id %q (de-duplication window); its answer goes to that request's caller: send a fresh id", schemas.Clip(k.id, 64))})
 	default:
 		k.ack = ack // queued: the answer comes to the inbox
+		k.lastErr = nil
 	}
 }
 

@@ -322,8 +322,14 @@ func (c *Client) publish(k *call, n int) error {
 		msg.Header.Set(schemas.HeaderReplyTo, k.replyTo)
 	}
 	msg.Header.Set(schemas.HeaderMsgID, k.id)
+	var popts []jetstream.PublishOpt
+	if c.o.retry > 0 {
+		// The call re-sends by itself; nats.go's own re-tries on "no
+		// responders" would only overlap with those.
+		popts = append(popts, jetstream.WithRetryAttempts(0))
+	}
 	c.pubs.Store(msg, pubRef{k, n})
-	if _, err := c.js.PublishMsgAsync(msg); err != nil {
+	if _, err := c.js.PublishMsgAsync(msg, popts...); err != nil {
 		c.pubs.Delete(msg)
 		return err
 	}
