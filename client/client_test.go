@@ -342,7 +342,9 @@ func TestCancel(t *testing.T) {
 // TestStrays: replies no call waits for go to the stray handler.
 func TestStrays(t *testing.T) {
 	e := natstest.Start(t)
-	serve(t, e.NC, "twice", func(req schemas.InferRequest, _ int) []*schemas.InferReply { return []*schemas.InferReply{ok(req), ok(req)} })
+	serve(t, e.NC, "twice", func(req schemas.InferRequest, _ int) []*schemas.InferReply {
+		return []*schemas.InferReply{ok(req), ok(req)}
+	})
 	serve(t, e.NC, "late", func(req schemas.InferRequest, _ int) []*schemas.InferReply {
 		time.Sleep(300 * time.Millisecond)
 		return []*schemas.InferReply{ok(req)}
