@@ -28,7 +28,10 @@ type call struct {
 	token    string
 	replyTo  string
 	deadline time.Time // zero: none
-	done     chan struct{}
+	// ctxDeadline: the deadline is the context's, whose end the call awaits,
+	// so that a caller sees its context done when the call ends by it.
+	ctxDeadline bool
+	done        chan struct{}
 
 	mu       sync.Mutex
 	finished bool
@@ -51,9 +54,12 @@ func (k *call) send() {
 	}
 	k.attempts++
 	n := k.attempts
-	due := k.deadline
+	var due time.Time
+	if !k.ctxDeadline {
+		due = k.deadline
+	}
 	if r := k.c.o.retry; r > 0 {
-		if next := time.Now().Add(r); due.IsZero() || next.Before(due) {
+		if next := time.Now().Add(r); k.deadline.IsZero() || next.Before(k.deadline) {
 			due = next
 		}
 	}
@@ -91,11 +97,9 @@ func (k *call) onTimer() {
 		return
 	}
 	if !k.deadline.IsZero() && !now.Before(k.deadline) {
-		err := k.lastErr
-		if err == nil {
-			err = k.timeoutError()
+		if !k.ctxDeadline { // else the context ends the call
+			k.expireLocked()
 		}
-		k.finishLocked(nil, nil, err)
 		k.mu.Unlock()
 		return
 	}
@@ -207,13 +211,25 @@ func (k *call) timeoutError() error {
 	}
 }
 
-func (k *call) ctxError(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.timeoutError()
+// expireLocked ends the call at its deadline: with the failure a re-send
+// was answering, else ErrTimeout.
+func (k *call) expireLocked() {
+	err := k.lastErr
+	if err == nil {
+		err = k.timeoutError()
 	}
-	return fmt.Errorf("bertq: request %q abandoned: %w", schemas.Clip(k.id, 64), ctx.Err())
+	k.finishLocked(nil, nil, err)
+}
+
+// ctxDone ends the call when its context does.
+func (k *call) ctxDone(ctx context.Context) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		k.expireLocked()
+		return
+	}
+	k.finishLocked(nil, nil, fmt.Errorf("bertq: request %q abandoned: %w", schemas.Clip(k.id, 64), ctx.Err()))
 }
 
 // publishError maps a failed publish to the error a call ends with. Codes

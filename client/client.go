@@ -116,6 +116,12 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	}
 	// Replies may come in bursts of many batches: never drop them as a slow consumer.
 	c.sub.SetPendingLimits(-1, 256<<20)
+	// The server has the subscription before the first request, and so,
+	// moments later, the rest of a cluster, where a worker may answer.
+	if err := nc.Flush(); err != nil {
+		c.sub.Unsubscribe()
+		return nil, err
+	}
 	c.status = nc.StatusChanged(nats.CLOSED)
 	go c.watch(c.status)
 	return c, nil
@@ -260,7 +266,7 @@ func (c *Client) start(ctx context.Context, model string, in Input, opts []CallO
 	}
 	k := &call{c: c, id: id, model: model, direct: direct, enqueue: enqueue, done: make(chan struct{})}
 	if d, ok := ctx.Deadline(); ok {
-		k.deadline = d
+		k.deadline, k.ctxDeadline = d, true
 	} else if c.o.timeout > 0 {
 		k.deadline = time.Now().Add(c.o.timeout)
 	}
@@ -287,7 +293,7 @@ func (c *Client) start(ctx context.Context, model string, in Input, opts []CallO
 		k.replyTo = c.prefix + k.token
 	}
 	c.started.Add(1)
-	stop := context.AfterFunc(ctx, func() { k.finish(nil, nil, k.ctxError(ctx)) })
+	stop := context.AfterFunc(ctx, func() { k.ctxDone(ctx) })
 	k.mu.Lock()
 	k.stopCtx = stop
 	k.mu.Unlock()

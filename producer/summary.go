@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Latency is in milliseconds, over answered requests (nearest-rank
@@ -59,6 +60,12 @@ type Summary struct {
 	// BatchSizes counts answered requests by the batch_size of their reply.
 	BatchSizes map[int]int    `json:"batch_sizes"`
 	Workers    map[string]int `json:"workers,omitempty"`
+
+	// For the report: when the run began (for a collection, the first
+	// answer), each answer and each failure.
+	start    time.Time
+	samples  []sample
+	failures []failure
 }
 
 // percentile is the nearest-rank p-th percentile of ascending sorted values.
