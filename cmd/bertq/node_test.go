@@ -137,6 +137,11 @@ func TestNodeClient(t *testing.T) {
 	}()
 	steps := map[string]nodeStep{}
 	var w *svcBG
+	defer func() {
+		if w != nil {
+			w.stop(t)
+		}
+	}()
 	for line := range lines {
 		var s nodeStep
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
@@ -155,7 +160,6 @@ func TestNodeClient(t *testing.T) {
 			t.Errorf("the stream holds %d requests after the backlog, want %d", n, len(picks))
 		}
 		w = runSvcBG("worker", "--nats", url, "--model", "tiny", "--parallel", "2", "--device", "go", "--cache", filepath.Join(dir, "cache"), "--metrics", "")
-		defer w.stop(t)
 		w.waitLog(t, regexp.MustCompile(`worker serving`))
 	}
 	if err := cmd.Wait(); err != nil {
