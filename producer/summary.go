@@ -62,10 +62,9 @@ type Summary struct {
 	Workers    map[string]int `json:"workers,omitempty"`
 
 	// For the report: when the run began (for a collection, the first
-	// answer), each answer and each failure.
-	start    time.Time
-	samples  []sample
-	failures []failure
+	// answer), and each answer.
+	start   time.Time
+	samples []sample
 }
 
 // percentile is the nearest-rank p-th percentile of ascending sorted values.

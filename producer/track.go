@@ -41,13 +41,6 @@ type entry struct {
 type sample struct {
 	at        time.Time
 	latencyMS float64
-	batch     int
-}
-
-// failure is one request that ended with an error code, for the report.
-type failure struct {
-	at   time.Time
-	code string
 }
 
 // tracker matches outcomes to requests by id and accumulates the summary.
@@ -62,7 +55,6 @@ type tracker struct {
 	resolved                                                      int
 	codes                                                         map[string]int
 	samples                                                       []sample
-	failures                                                      []failure
 	batch                                                         map[int]int
 	workers                                                       map[string]int
 	synthetic                                                     bool
@@ -127,7 +119,6 @@ func (t *tracker) outcome(id string, rep *client.Reply, err error, at time.Time)
 	case !isLost(err):
 		code := errorCode(err)
 		t.codes[code]++
-		t.failures = append(t.failures, failure{at, code})
 		t.resolveLocked(e, errored)
 		t.dups += e.strays
 	default:
@@ -206,7 +197,7 @@ func (t *tracker) answerLocked(e *entry, rep *client.Reply, at time.Time) {
 		t.firstAt = at
 	}
 	t.lastAt = at
-	t.samples = append(t.samples, sample{at: at, latencyMS: float64(at.Sub(e.sent)) / float64(time.Millisecond), batch: rep.BatchSize})
+	t.samples = append(t.samples, sample{at: at, latencyMS: float64(at.Sub(e.sent)) / float64(time.Millisecond)})
 	if rep.LabelIndex == e.label {
 		t.correct++
 	}
@@ -263,5 +254,4 @@ func (t *tracker) summary(s *Summary, wall time.Duration) {
 		s.Accuracy = &a
 	}
 	s.samples = append([]sample(nil), t.samples...)
-	s.failures = append([]failure(nil), t.failures...)
 }
