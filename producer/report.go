@@ -328,8 +328,8 @@ func latencyOverTime(tl timeline) chart {
 	for _, p := range []struct {
 		name string
 		v    func(slice) float64
-	}{ // drawn from the top down, so that p99 hides no lower line
-		{"p99", func(s slice) float64 { return s.p99 }}, {"p90", func(s slice) float64 { return s.p90 }}, {"p50", func(s slice) float64 { return s.p50 }}} {
+	}{ // p99 is dashed: where it equals p90 (few answers in a slice), both show
+		{"p50", func(s slice) float64 { return s.p50 }}, {"p90", func(s slice) float64 { return s.p90 }}, {"p99", func(s slice) float64 { return s.p99 }}} {
 		l := line{Name: p.name, Class: p.name}
 		var pts []string
 		for i, sl := range tl.slices {
@@ -343,8 +343,8 @@ func latencyOverTime(tl timeline) chart {
 		l.Points = strings.Join(pts, " ")
 		c.Lines = append(c.Lines, l)
 	}
-	for i := range c.Lines { // the legend reads p50, p90, p99
-		c.Lines[i].KeyX = chartW - padR - float64(i+1)*56
+	for i := range c.Lines {
+		c.Lines[i].KeyX = chartW - padR - float64(len(c.Lines)-i)*56
 	}
 	c.Total = len(c.Lines[0].Dots)
 	c.XTicks = tl.ticks()
