@@ -527,3 +527,47 @@ func TestDirectFailures(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInfer measures a call's round trip through an embedded server to
+// a responder that answers at once: the client's own cost plus loopback NATS.
+func BenchmarkInfer(b *testing.B) {
+	for _, enc := range []client.Encoding{client.JSON, client.Msgpack} {
+		b.Run(enc.String(), func(b *testing.B) {
+			e := natstest.Start(b)
+			sub, err := e.NC.Subscribe(schemas.InferSubject("bench"), func(m *nats.Msg) {
+				var req schemas.InferRequest
+				enc := schemas.Detect(m.Header.Get(schemas.HeaderContentType), m.Data)
+				schemas.Unmarshal(enc, m.Data, &req)
+				data, _ := schemas.Marshal(enc, ok(req))
+				out := &nats.Msg{Subject: m.Reply, Header: nats.Header{}, Data: data}
+				out.Header.Set(schemas.HeaderContentType, enc.ContentType())
+				e.NC.PublishMsg(out)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			nc, err := nats.Connect(e.Broker.ClientURL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			c, err := client.New(nc, client.WithEncoding(enc))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Infer(ctx, "bench", "The cat sat on the mat.", "A cat was sitting on the mat."); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
