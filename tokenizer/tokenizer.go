@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,4 +276,19 @@ func (t *Tokenizer) Token(id int32) string {
 		return ""
 	}
 	return t.tokens[id]
+}
+
+// RandomWord returns the id of a random ordinary token (none of the
+// bracketed special or unused ones), for load generators that need inputs
+// of given lengths.
+func (t *Tokenizer) RandomWord(rng *rand.Rand) int32 {
+	n := len(t.tokens)
+	start := rng.Intn(n)
+	for i := 0; i < n; i++ {
+		id := (start + i) % n
+		if tok := t.tokens[id]; !(strings.HasPrefix(tok, "[") && strings.HasSuffix(tok, "]")) {
+			return int32(id)
+		}
+	}
+	return int32(start) // a vocabulary of special tokens only
 }

@@ -85,7 +85,7 @@ func TestNatsReqMatchesPredict(t *testing.T) {
 		stdin.Write(append(line, '\n'))
 	}
 	var pout, perr bytes.Buffer
-	if code := run(ctx, []string{"predict", "--model", art, "--device", "go"}, &env{stdin: &stdin, stdout: &pout, stderr: &perr}); code != 0 {
+	if code := run(ctx, []string{"predict", "--artifact", art, "--device", "go"}, &env{stdin: &stdin, stdout: &pout, stderr: &perr}); code != 0 {
 		t.Fatalf("predict: %d\n%s", code, perr.String())
 	}
 	preds := strings.Split(strings.TrimSpace(pout.String()), "\n")

@@ -83,3 +83,8 @@ func Pairs(t testing.TB) *Golden {
 func ModelDir(t testing.TB, name string) string {
 	return filepath.Join(Dir(t), "models", name)
 }
+
+// File is the path of a file of the test data ("mrpc-sample.tsv").
+func File(t testing.TB, name string) string {
+	return filepath.Join(Dir(t), name)
+}
