@@ -203,7 +203,7 @@ func TestNodeClient(t *testing.T) {
 func predictions(ctx context.Context, t *testing.T, art string, in *bytes.Buffer, n int) []prediction {
 	t.Helper()
 	var out, errs bytes.Buffer
-	if code := run(ctx, []string{"predict", "--model", art, "--device", "go"}, &env{stdin: in, stdout: &out, stderr: &errs}); code != 0 {
+	if code := run(ctx, []string{"predict", "--artifact", art, "--device", "go"}, &env{stdin: in, stdout: &out, stderr: &errs}); code != 0 {
 		t.Fatalf("predict: %d\n%s", code, errs.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
