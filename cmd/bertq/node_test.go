@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bertq/bertq/internal/testbuf"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -84,7 +84,7 @@ func TestNodeClient(t *testing.T) {
 	}
 
 	art := filepath.Join(dir, "tiny.bqa")
-	if code, out, errs := runCmd(ctx, "compile", "--input", testdata.ModelDir(t, "tiny-fp32"), "--output", art, "--precision", "fp32", "--device", "go"); code != 0 {
+	if code, out, errs := runCmd(ctx, "compile", "--input", fixtures.ModelDir(t, "tiny-fp32"), "--output", art, "--precision", "fp32", "--device", "go"); code != 0 {
 		t.Fatalf("compile: %d\n%s%s", code, out, errs)
 	}
 	b := runSvcBG("broker", "--listen", "127.0.0.1:-1", "--store", filepath.Join(dir, "store"), "--log-json")
@@ -98,7 +98,7 @@ func TestNodeClient(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	uploadArtifact(ctx, t, js, "tiny", art)
 
-	golden := testdata.Pairs(t).Pairs
+	golden := fixtures.Pairs(t).Pairs
 	picks := []int{0, 5, 23, 34} // ordinary, ordinary, empty a, truncated
 	var pairs []map[string]string
 	var stdin bytes.Buffer
