@@ -60,6 +60,7 @@ type options struct {
 	retryDelay    time.Duration
 	statsEvery    time.Duration
 	pin           bool
+	cpus          []int // nil: the process's affinity mask
 }
 
 func defaults() options {
@@ -118,5 +119,14 @@ func WithRetryDelay(d time.Duration) Option { return func(o *options) { o.retryD
 // the log line, not the metrics).
 func WithStatsInterval(d time.Duration) Option { return func(o *options) { o.statsEvery = d } }
 
-// WithPinning pins loop i's Runner to core i mod NumCPU (default true).
+// WithPinning turns pinning on or off (default on). On, loop i's Runner is
+// pinned to the i-th CPU of WithCPUs' list (wrapping round), by default the
+// CPUs of the process's affinity mask as it was at start; off, runners float.
 func WithPinning(on bool) Option { return func(o *options) { o.pin = on } }
+
+// WithCPUs pins the runners to these CPUs instead of the whole affinity mask
+// (see internal/cpuset.Parse for the list syntax). Each must lie inside the
+// mask, or New fails: pinning outside it would escape a taskset or cpuset.
+func WithCPUs(cpus []int) Option {
+	return func(o *options) { o.cpus = append([]int(nil), cpus...) }
+}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/cpuset"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -41,6 +42,7 @@ type Worker struct {
 
 	m       metrics
 	started time.Time
+	pins    []int // loop i's CPU, -1 for unpinned
 }
 
 // New prepares a worker for model on nc. WithInfo is required.
@@ -75,6 +77,10 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 	case o.fetchWait <= 0 || o.ackWait <= 0:
 		return nil, fmt.Errorf("%w: fetch wait and ack wait must be positive", ErrConfig)
 	}
+	pins, err := runnerCPUs(o)
+	if err != nil {
+		return nil, err
+	}
 	if o.maxAckPending <= 0 {
 		o.maxAckPending = max(1024, 4*o.parallel*spec.Batch)
 	}
@@ -83,7 +89,7 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	w := &Worker{
-		nc: nc, js: js, model: model, spec: spec, info: info, o: o,
+		nc: nc, js: js, model: model, spec: spec, info: info, o: o, pins: pins,
 		shape: schemas.Shape{Seq: spec.Seq, VocabSize: info.VocabSize, TypeVocabSize: info.TypeVocabSize},
 		log:   o.log.With().Str("model", info.Name).Str("worker", o.id).Logger(),
 	}
@@ -97,6 +103,43 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 	w.m.init()
 	w.started = time.Now()
 	return w, nil
+}
+
+// runnerCPUs is the CPU of each loop's runner (-1: unpinned): the chosen
+// CPUs, or the affinity mask read at start, round-robin. A mask that cannot
+// be read leaves the runners unpinned rather than guessing CPU numbers.
+func runnerCPUs(o options) ([]int, error) {
+	if !o.pin {
+		return cpuset.Assign(nil, o.parallel), nil
+	}
+	allowed, err := cpuset.Allowed()
+	if err != nil {
+		if o.cpus != nil {
+			return nil, fmt.Errorf("%w: cannot pin to CPUs %s: %v", ErrConfig, cpuset.Format(o.cpus), err)
+		}
+		o.log.Warn().Err(err).Msg("runners left unpinned")
+		return cpuset.Assign(nil, o.parallel), nil
+	}
+	cpus := allowed
+	if o.cpus != nil {
+		if err := cpuset.Within(o.cpus, allowed); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		cpus = o.cpus
+	}
+	return cpuset.Assign(cpus, o.parallel), nil
+}
+
+// pinsText shows the runners' CPUs in the start-up log line.
+func pinsText(pins []int) string {
+	if len(pins) > 0 && pins[0] < 0 {
+		return "unpinned"
+	}
+	s := make([]string, len(pins))
+	for i, c := range pins {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
 }
 
 // ID is the worker id carried in replies.
@@ -151,14 +194,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			r.Close()
 		}
 	}()
-	for i := 0; i < w.o.parallel; i++ {
-		core := -1
-		if w.o.pin {
-			core = i % runtime.NumCPU()
-		}
-		r, err := w.model.NewRunner(core)
+	for i, cpu := range w.pins {
+		r, err := w.model.NewRunner(cpu)
 		if err != nil {
-			return fmt.Errorf("%w: runner %d on core %d: %v", ErrConfig, i, core, err)
+			return fmt.Errorf("%w: runner %d on CPU %d: %v", ErrConfig, i, cpu, err)
 		}
 		runners = append(runners, r)
 	}
@@ -167,7 +206,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer svc.Stop()
-	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).
+	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).Str("cpus", pinsText(w.pins)).
 		Int("batch", w.spec.Batch).Int("seq", w.spec.Seq).Bool("synthetic", w.info.Synthetic).
 		Str("consumer", schemas.WorkerDurable(w.info.Name)).Msg("worker serving")
 
