@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -16,11 +17,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/broker"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 	"github.com/bertq/bertq/worker"
@@ -670,4 +674,76 @@ func newUnprovisioned(t *testing.T) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// TestWorkerSharedConsumerSettings: the shared consumer keeps its settings.
+// A worker without explicit settings adopts them; one that asks for others is
+// refused; with WithUpdateConsumer it changes them, and a running worker
+// follows.
+func TestWorkerSharedConsumerSettings(t *testing.T) {
+	e := newEnv(t, false)
+	consumerConfig := func() jetstream.ConsumerConfig {
+		t.Helper()
+		c, err := e.js.Consumer(context.Background(), schemas.InferStream, schemas.WorkerDurable("fake"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config
+	}
+	// startWorker returns once the consumer exists, which it already does
+	// for all but the first worker: wait for each worker's own word.
+	waitLog := func(b *testbuf.Buffer, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(b.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", want, b.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithAckWait(time.Minute), worker.WithMaxDeliver(4),
+		worker.WithStatsInterval(20*time.Millisecond), worker.WithLogger(zerolog.New(first)))
+	waitLog(first, `"ack_wait":60000,"max_deliver":4,"max_ack_pending":1024,"message":"created the shared consumer"`)
+
+	// A second worker asking for a 2 s AckWait is refused, and the consumer stays.
+	nc, err := nats.Connect(e.b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	w, err := worker.New(nc, newFake(4, 16), worker.WithInfo(fakeInfo("fake")), worker.WithAckWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // were it to serve
+	defer cancel()
+	err = w.Run(ctx)
+	if !errors.Is(err, worker.ErrConsumerMismatch) || !strings.Contains(err.Error(), "ack wait is 1m0s, this worker asks 2s") {
+		t.Fatalf("Run with another ack wait: %v", err)
+	}
+	if c := consumerConfig(); c.AckWait != time.Minute || c.MaxDeliver != 4 {
+		t.Fatalf("refused worker changed the consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+
+	// One with no explicit settings adopts them, and serves.
+	adopter := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithLogger(zerolog.New(adopter)))
+	waitLog(adopter, `"ack_wait":60000,"max_deliver":4,"max_ack_pending":1024,"message":"adopted the shared consumer's settings"`)
+	waitLog(adopter, "worker serving")
+	if c := consumerConfig(); c.AckWait != time.Minute || c.MaxDeliver != 4 {
+		t.Fatalf("adopting worker changed the consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+
+	// With WithUpdateConsumer the explicit setting wins, the others stay, and
+	// the first worker follows the change.
+	updater := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithAckWait(2*time.Second), worker.WithUpdateConsumer(true),
+		worker.WithLogger(zerolog.New(updater)))
+	waitLog(updater, "updated the shared consumer's settings")
+	if c := consumerConfig(); c.AckWait != 2*time.Second || c.MaxDeliver != 4 {
+		t.Fatalf("updated consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+	waitLog(first, `"ack_wait":2000,"max_deliver":4,"message":"the shared consumer's settings changed; following them"`)
 }
