@@ -747,3 +747,60 @@ func TestWorkerSharedConsumerSettings(t *testing.T) {
 	}
 	waitLog(first, `"ack_wait":2000,"max_deliver":4,"message":"the shared consumer's settings changed; following them"`)
 }
+
+// TestWorkerPoisonRow: one input the engine cannot run fails its batch; the
+// worker then runs each request alone, so the three good ones are answered
+// and only the bad one is retried and, at MaxDeliver, dead-lettered.
+func TestWorkerPoisonRow(t *testing.T) {
+	e := newEnv(t, false)
+	f := newFake(4, 16)
+	tok := tokenizer.Default()
+	var ok bool
+	if f.poison, ok = tok.TokenID("poison"); !ok {
+		t.Fatal(`the vocabulary lacks "poison"`)
+	}
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queued before the worker starts, the four arrive in one batch.
+	texts := map[string]string{"p1": "a good sentence", "p2": "another good one", "p3": "this is poison", "p4": "the last good one"}
+	for _, id := range []string{"p1", "p2", "p3", "p4"} {
+		e.publishDirect(t, "fake", id, inbox, "", jsonReq(id, texts[id], ""))
+	}
+	rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithMaxDeliver(2), worker.WithRetryDelay(20*time.Millisecond))
+	for _, m := range collect(t, sub, 4, 10*time.Second) {
+		r := decodeReply(t, m).r
+		if r.ID == "p3" {
+			if r.Error == nil || r.Error.Code != schemas.CodeInternal || !strings.Contains(r.Error.Message, schemas.DeadStream) {
+				t.Errorf("poison reply %+v", r)
+			}
+			continue
+		}
+		want := expectFake(t, texts[r.ID], "", 16)
+		if r.Error != nil || r.Logits[0] != want[0] || r.Logits[1] != want[1] || r.BatchSize != 1 {
+			t.Errorf("%s: reply %+v, want logits %v computed alone", r.ID, r, want)
+		}
+	}
+	e.consumerIdle(t, "fake")
+	ds, err := e.js.Stream(context.Background(), schemas.DeadStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ds.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := ds.GetLastMsgForSubject(context.Background(), schemas.DeadSubject("fake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || dead.Header.Get(schemas.HeaderMsgID) != "p3" || !strings.Contains(dead.Header.Get(schemas.HeaderDeadReason), errPoison.Error()) {
+		t.Errorf("%d dead letters, the last %s %v", info.State.Msgs, dead.Data, dead.Header)
+	}
+	// Delivery 1: the batch of 4 fails, then p3 alone; delivery 2: p3 fails alone.
+	if s := rw.w.Stats(); s.Answered != 3 || s.DeadLetters != 1 || s.Retries != 1 || s.FailedBatch != 3 {
+		t.Errorf("stats %+v", s)
+	}
+}
