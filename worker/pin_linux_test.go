@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/internal/cpuset"
+	"github.com/bertq/bertq/internal/cpuset/cpusettest"
 	"github.com/bertq/bertq/worker"
 )
 
@@ -109,37 +108,13 @@ func TestPinChild(t *testing.T) {
 		fmt.Printf("runner %d core %d\n", tid, core)
 	}
 	m.mu.Unlock()
-	threads, err := threadCPUs(os.Getpid())
+	threads, err := cpusettest.Threads(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for tid, list := range threads {
-		fmt.Printf("thread %d cpus %s\n", tid, list)
+	for tid, cpus := range threads {
+		fmt.Printf("thread %d cpus %s\n", tid, cpuset.Format(cpus))
 	}
-}
-
-// threadCPUs reads each thread's Cpus_allowed_list from /proc.
-func threadCPUs(pid int) (map[int]string, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	re := regexp.MustCompile(`(?m)^Cpus_allowed_list:\s*(\S+)$`)
-	out := map[int]string{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "status"))
-		if err != nil {
-			continue // the thread exited meanwhile
-		}
-		m := re.FindSubmatch(b)
-		if m == nil {
-			return nil, fmt.Errorf("%s/%s/status has no Cpus_allowed_list", dir, e.Name())
-		}
-		tid, _ := strconv.Atoi(e.Name())
-		out[tid] = string(m[1])
-	}
-	return out, nil
 }
 
 // TestPinningStaysInMask runs a worker under `taskset -c <mask>` and checks
@@ -227,7 +202,7 @@ func TestCPUsOutsideMask(t *testing.T) {
 	nc := newUnprovisioned(t)
 	outside := allowed[len(allowed)-1] + 1
 	_, err = worker.New(nc, newFake(4, 16), worker.WithInfo(fakeInfo("m")), worker.WithCPUs([]int{outside}))
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("CPU %d is not in %s", outside, cpuset.Format(allowed))) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("CPU %d is outside the process's affinity mask %s", outside, cpuset.Format(allowed))) {
 		t.Errorf("New with CPU %d: %v", outside, err)
 	}
 	if _, err := worker.New(nc, newFake(4, 16), worker.WithInfo(fakeInfo("m")), worker.WithCPUs([]int{outside}), worker.WithPinning(false)); err != nil {

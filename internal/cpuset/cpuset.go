@@ -23,7 +23,7 @@ var (
 	// ErrSyntax: a CPU list is not in Linux list syntax.
 	ErrSyntax = errors.New("not a CPU list")
 	// ErrOutside: a chosen CPU is not one this process may run on.
-	ErrOutside = errors.New("CPU outside the process's affinity mask")
+	ErrOutside = errors.New("outside the process's affinity mask")
 	// ErrUnsupported: this system cannot report the affinity mask.
 	ErrUnsupported = errors.New("CPU affinity is not supported here")
 )
@@ -32,22 +32,22 @@ var (
 // e.g. "0-3,6". It returns the CPUs sorted, each once.
 func Parse(s string) ([]int, error) {
 	if s == "" {
-		return nil, fmt.Errorf("%w: empty (want e.g. 0-3,6)", ErrSyntax)
+		return nil, fmt.Errorf("%w (want e.g. 0-3,6): empty", ErrSyntax)
 	}
 	var seen [MaxCPU]bool
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := cpuID(lo)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrSyntax, clip(s), err)
+			return nil, fmt.Errorf("%w (want e.g. 0-3,6): %v", ErrSyntax, err)
 		}
 		b := a
 		if isRange {
 			if b, err = cpuID(hi); err != nil {
-				return nil, fmt.Errorf("%w: %q: %v", ErrSyntax, clip(s), err)
+				return nil, fmt.Errorf("%w (want e.g. 0-3,6): %v", ErrSyntax, err)
 			}
 			if b < a {
-				return nil, fmt.Errorf("%w: %q: range %d-%d runs backwards", ErrSyntax, clip(s), a, b)
+				return nil, fmt.Errorf("%w: the range %d-%d runs backwards", ErrSyntax, a, b)
 			}
 		}
 		for c := a; c <= b; c++ {
@@ -133,7 +133,7 @@ func Within(cpus, allowed []int) error {
 	}
 	for _, c := range cpus {
 		if !in[c] {
-			return fmt.Errorf("%w: CPU %d is not in %s (see `taskset -p <pid>` or the container's cpuset)", ErrOutside, c, Format(allowed))
+			return fmt.Errorf("CPU %d is %w %s (see `taskset -p <pid>`, or the container's cpuset)", c, ErrOutside, Format(allowed))
 		}
 	}
 	return nil

@@ -63,7 +63,7 @@ func TestChoose(t *testing.T) {
 		t.Errorf(`Choose("5,7") = %v, %v`, got, err)
 	}
 	_, err := Choose("0-1", allowed)
-	if !errors.Is(err, ErrOutside) || !strings.Contains(err.Error(), "CPU 0 is not in 4-7") {
+	if !errors.Is(err, ErrOutside) || !strings.Contains(err.Error(), "CPU 0 is outside the process's affinity mask 4-7") {
 		t.Errorf(`Choose("0-1") error %v`, err)
 	}
 	if _, err := Choose("x", allowed); !errors.Is(err, ErrSyntax) {
