@@ -18,16 +18,38 @@ type Precision string
 const (
 	BF16 Precision = "bf16"
 	FP32 Precision = "fp32"
+	// INT8 stores the encoder matmuls' weights as s8 with one scale per
+	// output column; engines quantize activations per token at run time
+	// (Header.Quantization says how).
+	INT8 Precision = "int8"
 )
 
-// ParsePrecision accepts "bf16" or "fp32".
+// ParsePrecision accepts "bf16", "fp32" or "int8".
 func ParsePrecision(s string) (Precision, error) {
 	switch Precision(s) {
-	case BF16, FP32:
+	case BF16, FP32, INT8:
 		return Precision(s), nil
 	}
-	return "", fmt.Errorf("unknown precision %q (want bf16 or fp32)", s)
+	return "", fmt.Errorf("unknown precision %q (want bf16, fp32 or int8)", s)
 }
+
+// Quantization records an int8 artifact's scheme, so that a reader never has
+// to guess it.
+type Quantization struct {
+	// Weights: "s8 symmetric per output channel": w ≈ q · scale[n], q in
+	// [-127, 127], scale[n] = max_k |w[k][n]| / 127, stored beside each
+	// weight as "<name>.scale" (f32 [N]).
+	Weights string `json:"weights"`
+	// Activations: "dynamic symmetric per token": each matmul input row is
+	// quantized at run time with its own max |x|.
+	Activations string `json:"activations"`
+}
+
+// The scheme this package writes.
+const (
+	WeightsS8PerChannel    = "s8 symmetric per output channel"
+	ActivationsPerTokenDyn = "dynamic symmetric per token"
+)
 
 // DType is a tensor's element type in the file.
 type DType string
@@ -37,6 +59,7 @@ const (
 	DTypeF32  DType = "f32"
 	DTypeBF16 DType = "bf16"
 	DTypeU8   DType = "u8"
+	DTypeI8   DType = "i8"
 )
 
 // Size is the byte width of one element.
@@ -46,7 +69,7 @@ func (d DType) Size() int {
 		return 4
 	case DTypeBF16:
 		return 2
-	case DTypeU8:
+	case DTypeU8, DTypeI8:
 		return 1
 	}
 	return 0
@@ -79,15 +102,17 @@ type Header struct {
 	Precision     Precision   `json:"precision"`
 	// Activation is the GELU variant compiled in, which may differ from the
 	// checkpoint's when the user asked for another.
-	Activation   bert.Activation `json:"activation"`
-	Lowercase    bool            `json:"lowercase"`
-	VocabSHA256  string          `json:"vocab_sha256"`
-	Source       string          `json:"source"`
-	SourceSHA256 string          `json:"source_sha256"`
-	Synthetic    bool            `json:"synthetic,omitempty"` // weights carry no meaning
-	Compiler     string          `json:"compiler"`
-	Verification *Verification   `json:"verification,omitempty"`
-	Tensors      []TensorInfo    `json:"tensors"`
+	Activation bert.Activation `json:"activation"`
+	// Quantization is set exactly for int8 artifacts.
+	Quantization *Quantization `json:"quantization,omitempty"`
+	Lowercase    bool          `json:"lowercase"`
+	VocabSHA256  string        `json:"vocab_sha256"`
+	Source       string        `json:"source"`
+	SourceSHA256 string        `json:"source_sha256"`
+	Synthetic    bool          `json:"synthetic,omitempty"` // weights carry no meaning
+	Compiler     string        `json:"compiler"`
+	Verification *Verification `json:"verification,omitempty"`
+	Tensors      []TensorInfo  `json:"tensors"`
 }
 
 // Limits on static shapes; beyond them an artifact is refused.
@@ -119,6 +144,11 @@ func (h *Header) validate(dataStart, dataEnd int64) error {
 	}
 	if _, err := bert.ParseActivation(string(h.Activation)); err != nil {
 		return bad("%v", err)
+	}
+	if q := h.Quantization; (h.Precision == INT8) != (q != nil) {
+		return bad("precision %s with quantization %v: an int8 artifact, and only it, records its scheme", h.Precision, q)
+	} else if q != nil && (q.Weights != WeightsS8PerChannel || q.Activations != ActivationsPerTokenDyn) {
+		return bad("unknown quantization scheme: weights %q, activations %q", q.Weights, q.Activations)
 	}
 	seen := make(map[string]bool, len(h.Tensors))
 	for _, t := range h.Tensors {
@@ -161,3 +191,6 @@ func ParseHeader(b []byte, dataStart, dataEnd int64) (*Header, error) {
 	}
 	return &h, nil
 }
+
+// ScaleTensor names the column scales stored beside an int8 weight.
+func ScaleTensor(weight string) string { return weight + ".scale" }

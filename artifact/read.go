@@ -145,18 +145,41 @@ func (a *File) BF16(name string, shape ...int) ([]uint16, error) {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2), nil
 }
 
+// I8 returns an int8 tensor.
+func (a *File) I8(name string, shape ...int) ([]int8, error) {
+	b, err := a.view(name, DTypeI8, shapeOrNil(shape))
+	if err != nil || len(b) == 0 {
+		return nil, err
+	}
+	return unsafe.Slice((*int8)(unsafe.Pointer(&b[0])), len(b)), nil
+}
+
 // Bytes returns a u8 tensor.
 func (a *File) Bytes(name string) ([]byte, error) { return a.view(name, DTypeU8, nil) }
 
 // Matrix returns a weight in whatever dtype it is stored, widened to float32
-// (a copy for bf16, a view for f32).
+// (a copy for bf16 and int8, a view for f32).
 func (a *File) Matrix(name string, shape ...int) ([]float32, error) {
 	t, err := a.Info(name)
 	if err != nil {
 		return nil, err
 	}
-	if t.DType == DTypeF32 {
+	switch t.DType {
+	case DTypeF32:
 		return a.F32(name, shape...)
+	case DTypeI8:
+		if len(t.Shape) != 2 {
+			return nil, fmt.Errorf("%s: %w: int8 tensor %q has shape %v, want [k][n]", a.Path, ErrHeader, name, t.Shape)
+		}
+		q, err := a.I8(name, shape...)
+		if err != nil {
+			return nil, err
+		}
+		scale, err := a.F32(ScaleTensor(name), t.Shape[1])
+		if err != nil {
+			return nil, err
+		}
+		return DequantizeS8(q, scale, t.Shape[0], t.Shape[1]), nil
 	}
 	h, err := a.BF16(name, shape...)
 	if err != nil {

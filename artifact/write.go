@@ -84,6 +84,27 @@ func (w *Writer) BF16(name string, shape []int, data []float32) {
 	}
 }
 
+// I8 appends an int8 tensor.
+func (w *Writer) I8(name string, shape []int, data []int8) {
+	w.begin(name, DTypeI8, shape, int64(len(data)))
+	w.write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(data))), len(data)))
+}
+
+// Matrix appends an encoder weight, row-major [k][n], stored as precision p
+// asks: f32, bf16, or s8 with its column scales beside it (ScaleTensor).
+func (w *Writer) Matrix(name string, k, n int, data []float32, p Precision) {
+	switch p {
+	case BF16:
+		w.BF16(name, []int{k, n}, data)
+	case INT8:
+		q, scale := QuantizeS8(data, k, n)
+		w.I8(name, []int{k, n}, q)
+		w.F32(ScaleTensor(name), []int{n}, scale)
+	default:
+		w.F32(name, []int{k, n}, data)
+	}
+}
+
 // Bytes appends a raw byte tensor.
 func (w *Writer) Bytes(name string, data []byte) {
 	w.begin(name, DTypeU8, []int{len(data)}, int64(len(data)))

@@ -123,6 +123,9 @@ func Compile(src Source, out string, opts Options) (*Result, error) {
 		Source: src.Name, SourceSHA256: src.SHA256, Synthetic: src.Synthetic, Compiler: Version,
 	}
 	hdr.Model.Activation = act
+	if opts.Precision == artifact.INT8 {
+		hdr.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PerChannel, Activations: artifact.ActivationsPerTokenDyn}
+	}
 	if err := write(tmpPath, w, src.Tokenizer.VocabBytes(), opts.Precision, hdr); err != nil {
 		return nil, err
 	}
@@ -156,10 +159,7 @@ func write(path string, w *bert.Weights, vocab []byte, p artifact.Precision, hdr
 	if err != nil {
 		return err
 	}
-	mat := aw.F32
-	if p == artifact.BF16 {
-		mat = aw.BF16
-	}
+	mat := func(name string, shape []int, data []float32) { aw.Matrix(name, shape[0], shape[1], data, p) }
 	aw.F32(artifact.WordEmbeddings, []int{c.VocabSize, H}, w.Word)
 	aw.F32(artifact.PositionEmbeddings, []int{c.MaxPositions, H}, w.Position)
 	aw.F32(artifact.TokenTypeEmbeddings, []int{c.TypeVocabSize, H}, w.TokenType)

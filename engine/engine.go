@@ -4,19 +4,14 @@
 package engine
 
 import (
-	"fmt"
+	"time"
 
 	"github.com/bertq/bertq/artifact"
 )
 
-// Input is one static batch, each slice Batch×Seq long, row-major by sequence.
-type Input struct {
-	InputIDs      []int32
-	TokenTypeIDs  []int32
-	AttentionMask []int32
-}
-
-// Spec is the static shape a Model was compiled for.
+// Spec is the shape a Model was compiled for. Batch and Seq are the static
+// shape, and also a batch's limits: at most Batch sequences of at most Seq
+// tokens each.
 type Spec struct {
 	Batch, Seq, Labels int
 	Precision          artifact.Precision
@@ -37,7 +32,22 @@ type Backend interface {
 type Options struct {
 	// Device selects a device index for accelerator backends.
 	Device int
+	// MatmulRows says how CPU matmuls meet a batch's varying number of
+	// token rows: RowsRuntime (one primitive, M given at run time) or
+	// RowsBucketed (a primitive per M rounded up); "" lets the backend pick
+	// the one that keeps its fastest implementation.
+	MatmulRows string
+	// Int8ActMax, for the plain-Go reference backend, is the range ±qa its
+	// int8 activations are quantized to (0: 127); a test sets it to what the
+	// CPU engine it checks uses (onednn's Model.Int8ActMax).
+	Int8ActMax int
 }
+
+// MatmulRows values.
+const (
+	RowsRuntime  = "runtime"
+	RowsBucketed = "bucketed"
+)
 
 // Model is a loaded artifact. It is safe for concurrent NewRunner calls.
 type Model interface {
@@ -52,29 +62,35 @@ type Model interface {
 // Runner executes one batch at a time. A Runner is not safe for concurrent
 // use; make one per core.
 type Runner interface {
-	// Run fills logits (Batch×Labels) for a full static batch.
+	// Run fills logits ([sequences][Labels]) for one batch, static or packed.
 	Run(in Input, logits []float32) error
 	Close() error
 }
 
-// Check validates an Input against a Spec and the model's vocabulary, so
-// backends can trust indices. It names the first bad position it finds.
-func Check(s Spec, vocab, typeVocab int, in Input) error {
-	n := s.Batch * s.Seq
-	if len(in.InputIDs) != n || len(in.TokenTypeIDs) != n || len(in.AttentionMask) != n {
-		return fmt.Errorf("%w: want %d×%d values in each of input_ids, token_type_ids and attention_mask, got %d, %d and %d",
-			ErrInput, s.Batch, s.Seq, len(in.InputIDs), len(in.TokenTypeIDs), len(in.AttentionMask))
-	}
-	for i := 0; i < n; i++ {
-		if id := in.InputIDs[i]; id < 0 || int(id) >= vocab {
-			return fmt.Errorf("%w: input_ids[%d][%d] = %d outside the vocabulary [0, %d)", ErrInput, i/s.Seq, i%s.Seq, id, vocab)
-		}
-		if t := in.TokenTypeIDs[i]; t < 0 || int(t) >= typeVocab {
-			return fmt.Errorf("%w: token_type_ids[%d][%d] = %d outside [0, %d)", ErrInput, i/s.Seq, i%s.Seq, t, typeVocab)
-		}
-		if m := in.AttentionMask[i]; m != 0 && m != 1 {
-			return fmt.Errorf("%w: attention_mask[%d][%d] = %d, want 0 or 1", ErrInput, i/s.Seq, i%s.Seq, m)
-		}
-	}
-	return nil
+// Phase is a part of a forward that a PhaseRunner can run alone.
+type Phase int
+
+// Phases.
+const (
+	PhaseForward   Phase = iota // the whole forward
+	PhaseGEMMs                  // the encoder matmuls with their fused post-ops
+	PhaseBareGEMMs              // the encoder matmuls without bias or post-ops
+	PhaseNonGEMM                // everything but the encoder matmuls
+)
+
+// PhaseRunner is a Runner that can time the parts of a forward separately,
+// on the same shapes and buffers, for benchmarks. Only PhaseForward leaves
+// meaningful logits.
+type PhaseRunner interface {
+	Runner
+	RunPhase(p Phase, in Input, logits []float32) error
+}
+
+// Peaker is a Runner that can measure, on its own core, the peak rate of the
+// instruction its matmuls' inner loops run on (a register-only loop), so that
+// benchmarks can report how close the GEMMs come to the hardware.
+type Peaker interface {
+	// ISAPeak names the instruction (e.g. "avx2 vfmadd231ps") and returns
+	// its rate in GFLOP/s (GOP/s for int8), measured for about d.
+	ISAPeak(d time.Duration) (isa string, gflops float64, err error)
 }

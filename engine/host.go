@@ -5,20 +5,25 @@ import (
 )
 
 // Embed writes the embedding output (word + position + token type, then
-// LayerNorm) for every token of in into out, [Batch·Seq][H] float32. It is the
-// host-side part every backend shares. Inputs must have passed Check.
+// LayerNorm) for every row of in into out, [Tokens][H] float32; positions
+// count from 0 in each sequence. It is the host-side part every backend
+// shares. Inputs must have passed Check.
 func (w *Weights) Embed(in Input, out []float32) {
-	H, S := w.Config.HiddenSize, w.Spec.Seq
+	H := w.Config.HiddenSize
 	eps := w.Config.LayerNormEps
-	for t := range in.InputIDs {
-		row := out[t*H : (t+1)*H]
-		word := w.Word[int(in.InputIDs[t])*H:][:H]
-		pos := w.Position[(t%S)*H:][:H]
-		typ := w.Type[int(in.TokenTypeIDs[t])*H:][:H]
-		for i := range row {
-			row[i] = word[i] + pos[i] + typ[i]
+	t := 0
+	for b := 0; b < in.Seqs(w.Spec); b++ {
+		for p := 0; p < in.Len(w.Spec, b); p++ {
+			row := out[t*H : (t+1)*H]
+			word := w.Word[int(in.InputIDs[t])*H:][:H]
+			pos := w.Position[p*H:][:H]
+			typ := w.Type[int(in.TokenTypeIDs[t])*H:][:H]
+			for i := range row {
+				row[i] = word[i] + pos[i] + typ[i]
+			}
+			LayerNorm(row, w.EmbGamma, w.EmbBeta, eps)
+			t++
 		}
-		LayerNorm(row, w.EmbGamma, w.EmbBeta, eps)
 	}
 }
 
@@ -42,12 +47,14 @@ func LayerNorm(x, gamma, beta []float32, eps float64) {
 }
 
 // Classify runs the pooler (dense + tanh on each sequence's first token) and
-// the classifier. hidden is [Batch·Seq][H]; logits is [Batch][Labels].
-func (w *Weights) Classify(hidden []float32, logits []float32) {
-	H, S, L := w.Config.HiddenSize, w.Spec.Seq, w.Spec.Labels
+// the classifier. hidden is [Tokens][H]; logits is [sequences][Labels].
+func (w *Weights) Classify(in Input, hidden []float32, logits []float32) {
+	H, L := w.Config.HiddenSize, w.Spec.Labels
 	pooled := make([]float64, H)
-	for b := 0; b < w.Spec.Batch; b++ {
-		cls := hidden[b*S*H:][:H]
+	start := 0
+	for b := 0; b < in.Seqs(w.Spec); b++ {
+		cls := hidden[start*H:][:H]
+		start += in.Len(w.Spec, b)
 		for j := range pooled {
 			pooled[j] = float64(w.PoolerB[j])
 		}

@@ -7,11 +7,29 @@ import (
 	"github.com/bertq/bertq/bert"
 )
 
-// Matrix is a compiled [K][N] weight, stored in exactly one of F32 or BF16.
+// Matrix is a compiled [K][N] weight, stored in exactly one of F32, BF16 or
+// I8; an I8 weight has its column scales in Scale (w ≈ I8[k][n]·Scale[n]).
 type Matrix struct {
-	K, N int
-	F32  []float32
-	BF16 []uint16
+	K, N  int
+	F32   []float32
+	BF16  []uint16
+	I8    []int8
+	Scale []float32
+}
+
+// Widen returns the weight as float32: a view for F32, else a copy.
+func (m *Matrix) Widen() []float32 {
+	switch {
+	case m.F32 != nil:
+		return m.F32
+	case m.I8 != nil:
+		return artifact.DequantizeS8(m.I8, m.Scale, m.K, m.N)
+	}
+	out := make([]float32, len(m.BF16))
+	for i, v := range m.BF16 {
+		out[i] = artifact.FromBF16(v)
+	}
+	return out
 }
 
 // LayerWeights are one encoder layer's compiled tensors.
@@ -65,6 +83,10 @@ func ReadWeights(f *artifact.File) (*Weights, error) {
 		switch info.DType {
 		case artifact.DTypeBF16:
 			dst.BF16, err = f.BF16(name, k, n)
+		case artifact.DTypeI8:
+			if dst.I8, err = f.I8(name, k, n); err == nil {
+				dst.Scale, err = f.F32(artifact.ScaleTensor(name), n)
+			}
 		default:
 			dst.F32, err = f.F32(name, k, n)
 		}

@@ -82,6 +82,34 @@ func (t *Tokenizer) EncodePair(a, b string, seqLen int) (Encoding, error) {
 		n1, n2 = LongestFirst(ka.n, kb.n, m)
 	}
 
+	return t.layout(ka.ids[:n1], kb.ids[:n2], pair, seqLen), nil
+}
+
+// EncodeIDs lays out the token ids a and b (no special tokens) as EncodePair
+// lays out text: [CLS] a [SEP] b [SEP] (b omitted when pair is false),
+// truncated longest-first and padded to seqLen. Load generators use it to
+// make inputs of given lengths.
+func (t *Tokenizer) EncodeIDs(a, b []int32, pair bool, seqLen int) (Encoding, error) {
+	added := 2
+	if pair {
+		added = 3
+	}
+	if seqLen < added {
+		return Encoding{}, fmt.Errorf("%w: %d < %d", ErrSeqTooShort, seqLen, added)
+	}
+	if seqLen > MaxSeqLen {
+		return Encoding{}, fmt.Errorf("%w: %d > %d", ErrSeqTooLong, seqLen, MaxSeqLen)
+	}
+	m := seqLen - added
+	n1, n2 := min(len(a), m), 0
+	if pair {
+		n1, n2 = LongestFirst(len(a), len(b), m)
+	}
+	return t.layout(a[:n1], b[:n2], pair, seqLen), nil
+}
+
+// layout writes [CLS] a [SEP] (b [SEP]) and the padding; a and b fit.
+func (t *Tokenizer) layout(a, b []int32, pair bool, seqLen int) Encoding {
 	buf := make([]int32, 3*seqLen)
 	enc := Encoding{
 		InputIDs:      buf[:seqLen:seqLen],
@@ -92,12 +120,12 @@ func (t *Tokenizer) EncodePair(a, b string, seqLen int) (Encoding, error) {
 	p := 0
 	ids[p] = t.cls
 	p++
-	p += copy(ids[p:], ka.ids[:n1])
+	p += copy(ids[p:], a)
 	ids[p] = t.sep
 	p++
 	if pair {
 		q := p
-		p += copy(ids[p:], kb.ids[:n2])
+		p += copy(ids[p:], b)
 		ids[p] = t.sep
 		p++
 		for i := q; i < p; i++ {
@@ -112,7 +140,7 @@ func (t *Tokenizer) EncodePair(a, b string, seqLen int) (Encoding, error) {
 			ids[i] = t.pad
 		}
 	}
-	return enc, nil
+	return enc
 }
 
 // LongestFirst returns the lengths that Hugging Face tokenizers'

@@ -17,8 +17,10 @@
 //     pieces, continuations prefixed "##". A word of more than 100 characters,
 //     or one that cannot be covered by pieces, becomes a single [UNK].
 //
-// Invalid UTF-8 decodes to U+FFFD and is therefore dropped. A Tokenizer is
-// immutable and safe for concurrent use.
+// Invalid UTF-8 decodes to U+FFFD and is therefore dropped. EncodePair builds
+// pairs and truncates them as Hugging Face does, except that an empty second
+// sentence makes a single sequence (see EncodePair). A Tokenizer is immutable
+// and safe for concurrent use.
 package tokenizer
 
 import (
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,4 +278,19 @@ func (t *Tokenizer) Token(id int32) string {
 		return ""
 	}
 	return t.tokens[id]
+}
+
+// RandomWord returns the id of a random ordinary token (none of the
+// bracketed special or unused ones), for load generators that need inputs
+// of given lengths.
+func (t *Tokenizer) RandomWord(rng *rand.Rand) int32 {
+	n := len(t.tokens)
+	start := rng.Intn(n)
+	for i := 0; i < n; i++ {
+		id := (start + i) % n
+		if tok := t.tokens[id]; !(strings.HasPrefix(tok, "[") && strings.HasSuffix(tok, "]")) {
+			return int32(id)
+		}
+	}
+	return int32(start) // a vocabulary of special tokens only
 }

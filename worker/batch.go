@@ -249,11 +249,11 @@ func (w *Worker) answer(j *job, logits []float32, compute time.Duration, real in
 			return
 		}
 	}
-	idx := engine.Argmax(logits)
+	idx := schemas.Argmax(logits)
 	rep := schemas.InferReply{
 		V: schemas.Version, ID: j.id, Model: w.info.Name,
 		Label: w.label(idx), LabelIndex: idx, Message: w.message(idx),
-		Probabilities: engine.Softmax(logits), Logits: append([]float32(nil), logits...),
+		Probabilities: schemas.Softmax(logits), Logits: append([]float32(nil), logits...),
 		QueueMS: ms(j.queue), ComputeMS: ms(compute), BatchSize: real,
 		Worker: w.o.id, Synthetic: w.info.Synthetic,
 	}

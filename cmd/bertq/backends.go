@@ -14,6 +14,11 @@ import (
 // loadModel opens an artifact and loads it on the chosen backend. The caller
 // closes the model, then the file.
 func loadModel(path, device string) (engine.Model, *artifact.File, error) {
+	return loadModelWith(path, device, engine.Options{})
+}
+
+// loadModelWith is loadModel with backend options.
+func loadModelWith(path, device string, opts engine.Options) (engine.Model, *artifact.File, error) {
 	f, err := artifact.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -23,7 +28,7 @@ func loadModel(path, device string) (engine.Model, *artifact.File, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	m, err := b.Load(f, engine.Options{})
+	m, err := b.Load(f, opts)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("loading %s on %s: %w", path, b.Name(), err)

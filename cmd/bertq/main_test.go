@@ -33,11 +33,11 @@ func TestUsageErrorsSayWhatWasWrong(t *testing.T) {
 		want string
 	}
 	cases := map[string][]usageCase{
-		"bench":    {{[]string{"--seconds", "soon"}, `invalid value "soon" for flag -seconds`}},
+		"bench":    {{nil, "no artifact to measure (set --artifact)"}, {[]string{"--seconds", "soon"}, `invalid value "soon" for flag -seconds`}},
 		"broker":   {{[]string{"extra"}, `unexpected arguments ["extra"]`}},
 		"compile":  {{nil, "--input is required"}, {[]string{"--input", "x", "--model", "m"}, "--model names the artifact in the model bucket: it goes with --submit"}, {[]string{"--input", "x", "--submit", "--model", "a.b"}, "--submit needs --model NAME"}, {[]string{"--input", "x", "--precision", "fp8"}, "--precision: "}},
 		"compiler": {{[]string{"extra"}, `unexpected argument "extra"`}},
-		"predict":  {{nil, "is required"}},
+		"predict":  {{nil, "no artifact to run (set --artifact)"}},
 		"producer": {{nil, "--model is required"}, {[]string{"--model", "m", "--wait"}, "--wait goes with --backlog"}},
 		"provision": {{[]string{"--replicas", "0"}, "--replicas must be at least 1"},
 			{[]string{"--user", "u", "--nkey", "k"}, "give one of --creds, --nkey and --user"}},

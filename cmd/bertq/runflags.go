@@ -27,16 +27,21 @@ type runFlags struct {
 	device   string // --device NAME: the engine backend
 	parallel int    // --parallel N: engine runners (the worker's batch loops)
 	cpus     string // --cpus LIST: the CPUs runners pin to; "none": not pinned
+	perCPU   bool   // --parallel 0 (the default) means one runner per CPU
 }
 
 // addRunFlags declares --artifact, --device, --parallel and --cpus on fs.
 // artifactHelp says what the file is for in this command; parallel is the
-// default number of runners.
+// default number of runners, 0 for one per CPU of --cpus.
 func addRunFlags(fs *flag.FlagSet, artifactHelp string, parallel int) *runFlags {
-	f := &runFlags{}
+	f := &runFlags{perCPU: parallel == 0}
 	fs.StringVar(&f.artifact, "artifact", "", artifactHelp)
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
-	fs.IntVar(&f.parallel, "parallel", parallel, "engine runners, each pinned to a CPU of --cpus in turn")
+	help := "engine runners, each pinned to a CPU of --cpus in turn"
+	if f.perCPU {
+		help += " (default: one per CPU of --cpus)"
+	}
+	fs.IntVar(&f.parallel, "parallel", parallel, help)
 	fs.StringVar(&f.cpus, "cpus", "", "CPUs the runners pin to, as a Linux list (0-3,6) inside the process's affinity mask; "+
 		"runner i takes the i-th, wrapping round (default: every CPU of the mask; "+cpuset.None+": no pinning)")
 	return f
@@ -46,7 +51,7 @@ func addRunFlags(fs *flag.FlagSet, artifactHelp string, parallel int) *runFlags 
 // to; pinned is false for --cpus none, or where the affinity mask cannot be
 // read and --cpus was not given.
 func (f *runFlags) cpuList() (cpus []int, pinned bool, err error) {
-	if f.parallel < 1 {
+	if f.parallel < 1 && !(f.perCPU && f.parallel == 0) {
 		return nil, false, usagef("--parallel %d: must be at least 1", f.parallel)
 	}
 	if f.cpus == cpuset.None {
@@ -66,13 +71,18 @@ func (f *runFlags) cpuList() (cpus []int, pinned bool, err error) {
 	return cpus, err == nil, err
 }
 
-// pins returns each of the --parallel runners' CPU, for
-// engine.Model.NewRunner: runner i gets the i-th CPU of cpuList, wrapping
-// round, or -1 (not pinned) when pinning is off.
+// pins returns each runner's CPU, for engine.Model.NewRunner: runner i
+// gets the i-th CPU of cpuList, wrapping round, or -1 (not pinned) when
+// pinning is off. There are --parallel runners, or with --parallel 0 (where
+// it is the default) one per CPU, one when unpinned.
 func (f *runFlags) pins() ([]int, error) {
 	cpus, _, err := f.cpuList()
 	if err != nil {
 		return nil, err
 	}
-	return cpuset.Assign(cpus, f.parallel), nil
+	n := f.parallel
+	if n == 0 {
+		n = max(1, len(cpus))
+	}
+	return cpuset.Assign(cpus, n), nil
 }

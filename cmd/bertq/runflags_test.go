@@ -48,4 +48,23 @@ func TestRunFlags(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
+
+	// With 0 as the default (bench), --parallel 0 is one runner per CPU.
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	f = addRunFlags(fs, "the artifact", 0)
+	if err := fs.Parse([]string{"--cpus", pairList(allowed)}); err != nil {
+		t.Fatal(err)
+	}
+	if pins, err := f.pins(); err != nil || len(pins) != min(2, len(allowed)) {
+		t.Errorf("per CPU: pins %v, %v", pins, err)
+	}
+	f.cpus = cpuset.None
+	if pins, err := f.pins(); err != nil || !slices.Equal(pins, []int{-1}) {
+		t.Errorf("per CPU, unpinned: pins %v, %v", pins, err)
+	}
+}
+
+// pairList is the mask's last two CPUs (or its one) as a list.
+func pairList(allowed []int) string {
+	return cpuset.Format(allowed[max(0, len(allowed)-2):])
 }

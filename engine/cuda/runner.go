@@ -150,9 +150,12 @@ func (r *runner) Run(in engine.Input, logits []float32) error {
 	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
 		return err
 	}
-	if len(logits) != s.Batch*s.Labels {
-		return fmt.Errorf("%w: logits buffer holds %d values, want %d", engine.ErrInput, len(logits), s.Batch*s.Labels)
+	if err := engine.CheckLogits(s, in, logits); err != nil {
+		return err
 	}
+	// Static shapes only, for now: a packed batch runs padded.
+	seqs := in.Seqs(s)
+	in = engine.Static(s, in)
 	n := s.Batch * s.Seq
 	copy(r.hostInts[:n], in.InputIDs)
 	copy(r.hostInts[n:2*n], in.TokenTypeIDs)
@@ -177,7 +180,7 @@ func (r *runner) Run(in engine.Input, logits []float32) error {
 	if err := m.r.check("cuStreamSynchronize", drv.cuStreamSynchronize(r.stream)); err != nil {
 		return err
 	}
-	copy(logits, r.hostLogits)
+	copy(logits, r.hostLogits[:seqs*s.Labels])
 	if !r.warm {
 		// The first run went directly, so lazy initialization (module
 		// loading, cuBLASLt kernels) is done; now record the graph.

@@ -1,7 +1,10 @@
 // Package gocpu is the plain-Go engine backend ("go"): slow, portable, and
 // independent of oneDNN, so it runs in CGO_ENABLED=0 builds and serves as a
 // second implementation of the compiled layout for cross-checks. Arithmetic is
-// float32 storage with float64 accumulation in every reduction.
+// float32 storage with float64 accumulation in every reduction; int8
+// artifacts run the engines' int8 arithmetic exactly: each matmul input row
+// quantized to ±qa steps of its own max, exact int32 dot products with the s8
+// weights, then dequantized.
 package gocpu
 
 import (
@@ -21,36 +24,44 @@ type backend struct{}
 
 func (backend) Name() string     { return "go" }
 func (backend) Available() error { return nil }
-func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
+func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error) {
 	w, err := engine.ReadWeights(f)
 	if err != nil {
 		return nil, err
 	}
-	m := &model{w: w, mats: map[*engine.Matrix][]float32{}}
-	// Widen bf16 weights once; the arithmetic is float32 either way.
+	m := &model{w: w, mats: map[*engine.Matrix][]float32{}, qa: 127}
+	if opts.Int8ActMax != 0 {
+		if opts.Int8ActMax < 1 || opts.Int8ActMax > 127 {
+			return nil, fmt.Errorf("go: int8 activation range ±%d: want 1 to 127", opts.Int8ActMax)
+		}
+		m.qa = opts.Int8ActMax
+	}
+	// Widen bf16 weights once; the arithmetic is float32 either way. Int8
+	// weights stay int8.
 	for l := range w.Layers {
 		lw := &w.Layers[l]
 		for _, mx := range []*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
-			m.mats[mx] = widen(mx)
+			if mx.I8 == nil {
+				m.mats[mx] = mx.Widen()
+			}
 		}
 	}
 	return m, nil
 }
 
-func widen(mx *engine.Matrix) []float32 {
-	if mx.F32 != nil {
-		return mx.F32
-	}
-	out := make([]float32, len(mx.BF16))
-	for i, v := range mx.BF16 {
-		out[i] = artifact.FromBF16(v)
-	}
-	return out
-}
-
 type model struct {
 	w    *engine.Weights
 	mats map[*engine.Matrix][]float32
+	qa   int // int8 activations are quantized to ±qa
+}
+
+// linear computes out = x·W + bias for rows rows of x.
+func (m *model) linear(mx *engine.Matrix, x, bias, out []float32, rows int) {
+	if mx.I8 != nil {
+		matmulInt8(x, mx, bias, out, rows, m.qa)
+		return
+	}
+	matmul(x, m.mats[mx], bias, out, rows, mx.K, mx.N)
 }
 
 func (m *model) Spec() engine.Spec { return m.w.Spec }
@@ -82,55 +93,64 @@ func (r *runner) Run(in engine.Input, logits []float32) error {
 	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
 		return err
 	}
-	if len(logits) != s.Batch*s.Labels {
-		return fmt.Errorf("%w: logits buffer holds %d values, want %d", engine.ErrInput, len(logits), s.Batch*s.Labels)
+	if err := engine.CheckLogits(s, in, logits); err != nil {
+		return err
 	}
-	H, I, n := c.HiddenSize, c.IntermediateSize, s.Batch*s.Seq
-	w.Embed(in, r.x)
+	H, I, n := c.HiddenSize, c.IntermediateSize, in.Tokens()
+	x, qkv, ctx, tmp, ffn := r.x[:n*H], r.qkv[:n*3*H], r.ctx[:n*H], r.tmp[:n*H], r.ffn[:n*I]
+	w.Embed(in, x)
 	for l := range w.Layers {
 		lw := &w.Layers[l]
-		matmul(r.x, r.m.mats[&lw.QKV], lw.QKVBias, r.qkv, n, H, 3*H)
-		r.attention(in.AttentionMask)
-		matmul(r.ctx, r.m.mats[&lw.AttnOut], lw.AttnOutBias, r.tmp, n, H, H)
-		addNorm(r.x, r.tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
-		matmul(r.x, r.m.mats[&lw.FFNIn], lw.FFNInBias, r.ffn, n, H, I)
-		gelu(r.ffn, w.Activation)
-		matmul(r.ffn, r.m.mats[&lw.FFNOut], lw.FFNOutBias, r.tmp, n, I, H)
-		addNorm(r.x, r.tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
+		r.m.linear(&lw.QKV, x, lw.QKVBias, qkv, n)
+		r.attention(in, qkv, ctx)
+		r.m.linear(&lw.AttnOut, ctx, lw.AttnOutBias, tmp, n)
+		addNorm(x, tmp, lw.AttnNormGamma, lw.AttnNormBeta, H, c.LayerNormEps)
+		r.m.linear(&lw.FFNIn, x, lw.FFNInBias, ffn, n)
+		gelu(ffn, w.Activation)
+		r.m.linear(&lw.FFNOut, ffn, lw.FFNOutBias, tmp, n)
+		addNorm(x, tmp, lw.FFNNormGamma, lw.FFNNormBeta, H, c.LayerNormEps)
 	}
-	w.Classify(r.x, logits)
+	w.Classify(in, x, logits)
 	return nil
 }
 
-// attention computes softmax(QKᵀ + mask)·V per sequence and head; the 1/√d
-// scale is already folded into Q by the compiler.
-func (r *runner) attention(mask []int32) {
+// attention computes softmax(QKᵀ + mask)·V per sequence and head, over the
+// sequence's own rows only; the 1/√d scale is already folded into Q by the
+// compiler. Masked keys get weight exactly 0, as Hugging Face's additive
+// float32-min mask gives them.
+func (r *runner) attention(in engine.Input, qkv, ctx []float32) {
 	w := r.m.w
-	H, S, nh := w.Config.HiddenSize, w.Spec.Seq, w.Config.NumHeads
+	H, nh := w.Config.HiddenSize, w.Config.NumHeads
 	d := H / nh
-	parallel(w.Spec.Batch*nh, func(job int) {
+	seqs := in.Seqs(w.Spec)
+	starts := make([]int, seqs+1)
+	for b := 0; b < seqs; b++ {
+		starts[b+1] = starts[b] + in.Len(w.Spec, b)
+	}
+	parallel(seqs*nh, func(job int) {
 		b, h := job/nh, job%nh
-		scores := make([]float64, S)
+		lo, hi := starts[b], starts[b+1]
+		scores := make([]float64, hi-lo)
 		acc := make([]float64, d)
-		for i := 0; i < S; i++ {
-			q := r.qkv[(b*S+i)*3*H+h*d:][:d]
+		for i := lo; i < hi; i++ {
+			q := qkv[i*3*H+h*d:][:d]
 			maxv := math.Inf(-1)
-			for j := 0; j < S; j++ {
-				if mask[b*S+j] == 0 {
-					scores[j] = math.Inf(-1)
+			for j := lo; j < hi; j++ {
+				if in.AttentionMask != nil && in.AttentionMask[j] == 0 {
+					scores[j-lo] = math.Inf(-1)
 					continue
 				}
-				k := r.qkv[(b*S+j)*3*H+H+h*d:][:d]
+				k := qkv[j*3*H+H+h*d:][:d]
 				var dot float64
 				for t := range q {
 					dot += float64(q[t]) * float64(k[t])
 				}
-				scores[j] = dot
+				scores[j-lo] = dot
 				maxv = math.Max(maxv, dot)
 			}
 			var sum float64
 			for j := range scores {
-				if math.IsInf(scores[j], -1) || math.IsInf(maxv, -1) {
+				if math.IsInf(scores[j], -1) {
 					scores[j] = 0
 					continue
 				}
@@ -138,17 +158,17 @@ func (r *runner) attention(mask []int32) {
 				sum += scores[j]
 			}
 			clear(acc)
-			for j := 0; j < S; j++ {
-				if scores[j] == 0 {
+			for j := lo; j < hi; j++ {
+				if scores[j-lo] == 0 {
 					continue
 				}
-				p := scores[j] / sum
-				v := r.qkv[(b*S+j)*3*H+2*H+h*d:][:d]
+				p := scores[j-lo] / sum
+				v := qkv[j*3*H+2*H+h*d:][:d]
 				for t := range acc {
 					acc[t] += p * float64(v[t])
 				}
 			}
-			out := r.ctx[(b*S+i)*H+h*d:][:d]
+			out := ctx[i*H+h*d:][:d]
 			for t := range out {
 				out[t] = float32(acc[t])
 			}
@@ -179,6 +199,49 @@ func matmul(x, wt, bias, out []float32, m, k, n int) {
 			o[j] = float32(acc[j])
 		}
 	})
+}
+
+// matmulInt8 computes out[m][n] = deq(q(x[m])·W[n]) + bias[n]: x's row
+// quantized to ±qa steps of its max (float32 arithmetic, round half to even),
+// exact int32 dot products with the s8 weight, dequantized with the row's and
+// the column's scales.
+func matmulInt8(x []float32, w *engine.Matrix, bias, out []float32, m, qa int) {
+	k, n := w.K, w.N
+	parallel(m, func(i int) {
+		q, s := quantizeRow(x[i*k:][:k], qa)
+		acc := make([]int32, n)
+		for t, qv := range q {
+			if qv == 0 {
+				continue
+			}
+			wr := w.I8[t*n:][:n]
+			for j, wv := range wr {
+				acc[j] += qv * int32(wv)
+			}
+		}
+		o := out[i*n:][:n]
+		for j := range o {
+			o[j] = float32(acc[j])*(s*w.Scale[j]) + bias[j]
+		}
+	})
+}
+
+// quantizeRow is the engines' per-token quantization of one row.
+func quantizeRow(x []float32, qa int) ([]int32, float32) {
+	var mx float32
+	for _, v := range x {
+		mx = max(mx, float32(math.Abs(float64(v))))
+	}
+	q := make([]int32, len(x))
+	if mx == 0 {
+		return q, 1
+	}
+	inv := float32(qa) / mx
+	for i, v := range x {
+		r := math.RoundToEven(float64(v * inv))
+		q[i] = int32(max(-float64(qa), min(float64(qa), r)))
+	}
+	return q, mx / float32(qa)
 }
 
 func addNorm(x, delta, gamma, beta []float32, h int, eps float64) {

@@ -1,8 +1,8 @@
 //go:build cgo
 
-// The C half of the oneDNN engine: weight reorders, per-runner primitives and
-// buffers, the layer loop, and the few element-wise kernels oneDNN does not
-// fuse for us (embedding, Q/K/V re-layout, masked softmax, LayerNorm).
+// The C half of the oneDNN engine: the model (weights reordered once into the
+// layout the matmuls want, shared by every runner), the runners (their
+// primitives and activation buffers), and the forward over a packed batch.
 //
 // Every function that can fail returns NULL on success or a malloc'd message
 // that names the step and shape; the Go side frees it.
@@ -10,8 +10,6 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
-#include <float.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -20,6 +18,8 @@
 #include <string.h>
 
 #include "bq.h"
+#include "kernels.h"
+#include "peak.h"
 
 // ---------------------------------------------------------------------------
 // errors
@@ -33,355 +33,139 @@ static char *errorf(const char *fmt, ...) {
     return strdup(buf);
 }
 
-#define DNNL_TRY(call, ...)                                                   \
-    do {                                                                      \
-        dnnl_status_t st_ = (call);                                           \
-        if (st_ != dnnl_success) {                                            \
-            char what_[512];                                                  \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                       \
-            return errorf("%s: %s failed: %s", what_, #call,                  \
-                          dnnl_status2str(st_));                              \
-        }                                                                     \
+#define DNNL_TRY(call, ...)                                                                       \
+    do {                                                                                          \
+        dnnl_status_t st_ = (call);                                                               \
+        if (st_ != dnnl_success) {                                                                \
+            char what_[512];                                                                      \
+            snprintf(what_, sizeof what_, __VA_ARGS__);                                           \
+            return errorf("%s: %s failed: %s", what_, #call, dnnl_status2str(st_));               \
+        }                                                                                         \
     } while (0)
 
-// ---------------------------------------------------------------------------
-// element-wise kernels: AVX-512 (with AVX512_BF16 conversions where the CPU
-// has them), else portable scalar loops
+void bq_set_simd(int on) { k_set_simd(on); }
 
-static int g_simd = -1; // 0 scalar, 1 AVX-512, 2 AVX-512 with AVX512_BF16
-
-static int simd_supported(void) {
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-        return 0;
-    return __builtin_cpu_supports("avx512bf16") ? 2 : 1;
+static void *xalloc(size_t n) {
+    void *p = NULL;
+    n = (n + 64 + 4095) & ~(size_t)4095; // slack for vector loads past a row's end
+    if (posix_memalign(&p, 4096, n) != 0) return NULL;
+    memset(p, 0, n);
+    return p;
 }
 
-void bq_set_simd(int on) { g_simd = on ? simd_supported() : 0; }
-
-static int use_simd(void) {
-    if (g_simd < 0) g_simd = simd_supported();
-    return g_simd;
-}
-
-static inline uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-// Results of exp below e^EXP_LO are flushed to exactly zero.
-#define EXP_LO (-86.0f)
-
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-
-AVX512 static inline __m256i bf16x16_int(__m512 v) {
-    __m512i u = _mm512_castps_si512(v);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-}
-
-#define KTARGET AVX512
-#define KSFX avx512
-#define KBF16(v) bf16x16_int(v)
-#include "kernels.h"
-#undef KTARGET
-#undef KSFX
-#undef KBF16
-
-#define KTARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-#define KSFX avx512bf16
-#define KBF16(v) ((__m256i)_mm512_cvtneps_pbh(v))
-#include "kernels.h"
-#undef KTARGET
-#undef KSFX
-#undef KBF16
-
-// QKV [B][S][3][NH][D] → Q, K, V each [B][NH][S][D], es bytes per element.
-static void relayout_qkv(const char *qkv, char *q, char *k, char *v, int B, int S, int NH, int D,
-                         int es) {
-    size_t row = (size_t)D * es, H = (size_t)NH * D;
-    char *dst[3] = {q, k, v};
-    for (int b = 0; b < B; b++)
-        for (int s = 0; s < S; s++) {
-            const char *src = qkv + ((size_t)b * S + s) * 3 * H * es;
-            for (int t = 0; t < 3; t++)
-                for (int h = 0; h < NH; h++)
-                    memcpy(dst[t] + (((size_t)b * NH + h) * S + s) * row,
-                           src + ((size_t)t * H + (size_t)h * D) * es, row);
-        }
-}
-
-// Masked softmax over the last axis of scores [B][NH][S][S] into out (f32 or
-// bf16): p = softmax(s + mask[b]), the mask being 0 for real keys and -FLT_MAX
-// for padding, the float32 semantics of Hugging Face's additive mask. Padding
-// keys get p = 0 exactly (e^-huge), so columns past a sequence's last real
-// key (ncol[b]) are written as zeros without computing them; rows of padding
-// queries (live = 0) are written as zeros too: nothing real ever reads them,
-// and zero rows keep the padding positions' states finite. A sequence without
-// real tokens keeps every row live and ncol = S, and attends uniformly.
-// mrow [B][ld ≥ S rounded up to 16] holds the additive mask with -inf past
-// ncol.
-static void softmax_scalar(const float *sc, const float *mrow, int ld, const int *ncol,
-                           const unsigned char *live, void *out, int B, int NH, int S, int bf16) {
-    float *e = malloc(sizeof(float) * S);
-    for (int b = 0; b < B; b++) {
-        const float *m = mrow + (size_t)b * ld;
-        int nc = ncol[b];
-        for (int h = 0; h < NH; h++)
-            for (int i = 0; i < S; i++) {
-                size_t off = (((size_t)b * NH + h) * S + i) * S;
-                const float *s = sc + off;
-                int from = 0;
-                if (live[(size_t)b * S + i]) {
-                    float mx = -INFINITY;
-                    for (int j = 0; j < nc; j++) {
-                        e[j] = s[j] + m[j];
-                        if (e[j] > mx) mx = e[j];
-                    }
-                    float sum = 0;
-                    for (int j = 0; j < nc; j++) {
-                        float x = e[j] - mx;
-                        e[j] = x < EXP_LO ? 0.0f : expf(x);
-                        sum += e[j];
-                    }
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j < nc; j++) {
-                        float p = e[j] * inv;
-                        if (bf16)
-                            ((uint16_t *)out)[off + j] = f32_to_bf16(p);
-                        else
-                            ((float *)out)[off + j] = p;
-                    }
-                    from = nc;
-                }
-                for (int j = from; j < S; j++) {
-                    if (bf16)
-                        ((uint16_t *)out)[off + j] = 0;
-                    else
-                        ((float *)out)[off + j] = 0;
-                }
-            }
-    }
-    free(e);
-}
-
-static void softmax(const float *sc, const float *mrow, int ld, const int *ncol, const unsigned char *live,
-                    void *out, int B, int NH, int S, int bf16) {
-    switch (use_simd()) {
-    case 2: softmax_avx512bf16(sc, mrow, ld, ncol, live, out, B, NH, S, bf16); return;
-    case 1: softmax_avx512(sc, mrow, ld, ncol, live, out, B, NH, S, bf16); return;
-    }
-    softmax_scalar(sc, mrow, ld, ncol, live, out, B, NH, S, bf16);
-}
-
-// prep_mask derives the softmax's per-sequence view of the additive mask.
-static void prep_mask(const float *mask, float *mrow, int ld, int *ncol, unsigned char *live, int B, int S) {
-    for (int b = 0; b < B; b++) {
-        const float *m = mask + (size_t)b * S;
-        int last = -1;
-        for (int j = 0; j < S; j++)
-            if (m[j] == 0) last = j;
-        float *r = mrow + (size_t)b * ld;
-        unsigned char *lv = live + (size_t)b * S;
-        if (last < 0) { // no real token: every key equally -FLT_MAX, uniform attention
-            ncol[b] = S;
-            for (int j = 0; j < ld; j++) r[j] = j < S ? -FLT_MAX : -INFINITY;
-            memset(lv, 1, S);
-            continue;
-        }
-        ncol[b] = last + 1;
-        for (int j = 0; j < ld; j++) r[j] = j <= last ? m[j] : -INFINITY;
-        for (int i = 0; i < S; i++) lv[i] = m[i] == 0;
-    }
-}
-
-// LayerNorm of each row of x [M][H] in place; xb (if not NULL) gets the bf16
-// copy the next matmul reads.
-static void layernorm_scalar(float *x, uint16_t *xb, const float *g, const float *be, int M, int H,
-                             float eps) {
-    for (int t = 0; t < M; t++) {
-        float *r = x + (size_t)t * H;
-        double sum = 0, sq = 0;
-        for (int i = 0; i < H; i++) sum += r[i];
-        float mean = (float)(sum / H);
-        for (int i = 0; i < H; i++) {
-            float d = r[i] - mean;
-            sq += (double)d * d;
-        }
-        float inv = 1.0f / sqrtf((float)(sq / H) + eps);
-        for (int i = 0; i < H; i++) {
-            r[i] = (r[i] - mean) * inv * g[i] + be[i];
-            if (xb) xb[(size_t)t * H + i] = f32_to_bf16(r[i]);
-        }
-    }
-}
-
-static void layernorm(float *x, uint16_t *xb, const float *g, const float *be, int M, int H, float eps) {
-    switch (use_simd()) {
-    case 2: layernorm_avx512bf16(x, xb, g, be, M, H, eps); return;
-    case 1: layernorm_avx512(x, xb, g, be, M, H, eps); return;
-    }
-    layernorm_scalar(x, xb, g, be, M, H, eps);
-}
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // ---------------------------------------------------------------------------
-// model and matmul descriptors
+// the model
 
-enum { MM_QKV, MM_AO, MM_FI, MM_FO, MM_SC, MM_CX, MM_POOL, MM_N };
-static const char *mm_name[MM_N] = {"qkv",       "attention output", "ffn in", "ffn out",
-                                    "attention scores", "attention context", "pooler"};
-#define N_WEIGHTS 4 // encoder matmuls with stored weights: QKV, AO, FI, FO
+enum { MM_QKV, MM_AO, MM_FI, MM_FO, MM_N };
+static const char *mm_name[MM_N] = {"qkv", "attention output", "ffn in", "ffn out"};
 
 // per-layer vectors, in this order
 enum { V_QKVB, V_AOB, V_FIB, V_FOB, V_G1, V_B1, V_G2, V_B2, V_N };
 
 struct bq_model {
-    int B, S, H, NH, D, I, L, bf16, act;
-    int wbf16; // the artifact's weights are bf16 (computed in f32 when bf16 != wbf16)
-    float eps;
+    bq_dims d;
+    int D, compute, mm_mode, qa;
+    int64_t maxM; // rows the buffers hold: max_tokens rounded up to BQ_BUCKET
     dnnl_engine_t eng;
-    dnnl_memory_desc_t wmd[N_WEIGHTS];  // reordered weight layouts (with post-ops)
-    int nopost_same[N_WEIGHTS];         // the no-post-op variant asks for the same layout
-    dnnl_memory_t *w;                   // [L][N_WEIGHTS], oneDNN-allocated
-    float *vec;                         // [L][V_N] vectors, packed
+    dnnl_memory_desc_t wmd[MM_N]; // the weights' prepared layouts
+    dnnl_memory_t *w;             // [L][MM_N]
+    float *ws;                    // int8: column scales, [L][qstride]
+    int32_t *comp;                // int8: (qa + 1)·Σk w[k][n], [L][qstride]
+    size_t qoff[MM_N], qstride;
+    float *vec; // [L][vec_stride]
     size_t vec_off[V_N], vec_stride;
-    dnnl_memory_desc_t poolwmd;
-    dnnl_memory_t poolw;
-    float *poolb;
-    char impl[MM_N][128];
+    const float *word, *pos, *type, *embg, *embb;
+    float *poolw, *poolb;
+    char impl[MM_N][64];
     char describe[1024];
 };
 
-static void mm_shape(const bq_model *m, int kind, int64_t *M, int64_t *K, int64_t *N) {
-    int64_t T = (int64_t)m->B * m->S;
+static void mm_dims(const bq_model *m, int kind, int64_t *K, int64_t *N) {
+    int64_t H = m->d.H, I = m->d.I;
     switch (kind) {
-    case MM_QKV: *M = T, *K = m->H, *N = 3 * (int64_t)m->H; break;
-    case MM_AO: *M = T, *K = m->H, *N = m->H; break;
-    case MM_FI: *M = T, *K = m->H, *N = m->I; break;
-    case MM_FO: *M = T, *K = m->I, *N = m->H; break;
-    case MM_SC: *M = m->S, *K = m->D, *N = m->S; break;
-    case MM_CX: *M = m->S, *K = m->S, *N = m->D; break;
-    default: *M = m->B, *K = m->H, *N = m->H; break;
+    case MM_QKV: *K = H, *N = 3 * H; break;
+    case MM_AO: *K = H, *N = H; break;
+    case MM_FI: *K = H, *N = I; break;
+    default: *K = I, *N = H; break;
     }
 }
 
-static void mm_label(const bq_model *m, int kind, char *buf, size_t n) {
-    int64_t M, K, N;
-    mm_shape(m, kind, &M, &K, &N);
-    const char *dt = kind == MM_POOL ? "f32" : (m->bf16 ? "bf16" : "f32");
-    if (kind == MM_SC || kind == MM_CX)
-        snprintf(buf, n, "matmul %s [%d×%d] batches of [%ld×%ld]·[%ld×%ld] %s", mm_name[kind],
-                 m->B, m->NH, (long)M, (long)K, (long)K, (long)N, dt);
-    else
-        snprintf(buf, n, "matmul %s [%ld×%ld]·[%ld×%ld] %s", mm_name[kind], (long)M, (long)K,
-                 (long)K, (long)N, dt);
+static void mm_types(const bq_model *m, int kind, dnnl_data_type_t *src, dnnl_data_type_t *wei,
+                     dnnl_data_type_t *dst) {
+    switch (m->compute) {
+    case BQ_INT8: *src = dnnl_u8, *wei = dnnl_s8, *dst = dnnl_s32; return;
+    case BQ_BF16: *src = dnnl_bf16, *wei = dnnl_bf16, *dst = kind == MM_FI ? dnnl_bf16 : dnnl_f32; return;
+    default: *src = *wei = *dst = dnnl_f32;
+    }
 }
 
-// mm_pd makes the primitive descriptor for one of the forward's matmuls. post
-// selects the bias and fused post-ops (0 gives the bare GEMM the roofline
-// compares with). Weights are format_tag_any except for the attention GEMMs,
-// whose "weights" are activations.
-static char *mm_pd(bq_model *m, int kind, int post, dnnl_primitive_desc_t *pd) {
+static const char *type_name(int t) { return t == BQ_INT8 ? "int8" : t == BQ_BF16 ? "bf16" : "f32"; }
+
+static void mm_label(const bq_model *m, int kind, int64_t M, char *buf, size_t n) {
+    int64_t K, N;
+    mm_dims(m, kind, &K, &N);
+    if (M == DNNL_RUNTIME_DIM_VAL)
+        snprintf(buf, n, "matmul %s [M×%ld]·[%ld×%ld] %s", mm_name[kind], (long)K, (long)K, (long)N,
+                 type_name(m->compute));
+    else
+        snprintf(buf, n, "matmul %s [%ld×%ld]·[%ld×%ld] %s", mm_name[kind], (long)M, (long)K, (long)K, (long)N,
+                 type_name(m->compute));
+}
+
+// mm_pd makes the primitive descriptor of one encoder matmul for M rows (or
+// DNNL_RUNTIME_DIM_VAL). post adds the bias and fused post-ops of the f32 and
+// bf16 paths (int8 matmuls have none: the engine's epilogues dequantize);
+// wmd fixes the weights layout (NULL: oneDNN's choice).
+static char *mm_pd(const bq_model *m, int kind, int64_t M, int post, const dnnl_memory_desc_t *wmd,
+                   dnnl_primitive_desc_t *pd) {
     char what[256];
-    mm_label(m, kind, what, sizeof what);
-    dnnl_data_type_t dt = m->bf16 ? dnnl_bf16 : dnnl_f32;
-    int64_t M, K, N;
-    mm_shape(m, kind, &M, &K, &N);
+    mm_label(m, kind, M, what, sizeof what);
+    int64_t K, N;
+    mm_dims(m, kind, &K, &N);
+    dnnl_data_type_t sdt, wdt, ddt;
+    mm_types(m, kind, &sdt, &wdt, &ddt);
     dnnl_memory_desc_t src, wei, bias, dst;
-    int has_bias = post;
+    dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, bd = {1, N};
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 2, sd, sdt, dnnl_ab), "%s", what);
+    if (wmd)
+        wei = *wmd;
+    else
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, wdt, dnnl_format_tag_any), "%s", what);
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, ddt, dnnl_ab), "%s", what);
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", what);
+    int fused = post && m->compute != BQ_INT8;
+    dnnl_matmul_desc_t md;
+    DNNL_TRY(dnnl_matmul_desc_init(&md, &src, &wei, fused ? &bias : NULL, &dst), "%s", what);
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_matmul_desc_t md;
-    dnnl_status_t st;
-    DNNL_TRY(dnnl_post_ops_create(&po), "%s", what);
     char *err = NULL;
-#define TRY(call, ...)                                                                            \
-    do {                                                                                          \
-        if ((st = (call)) != dnnl_success) {                                                      \
-            char how_[128];                                                                       \
-            snprintf(how_, sizeof how_, __VA_ARGS__);                                             \
-            err = errorf("%s%s: %s failed: %s", what, how_, #call, dnnl_status2str(st));          \
-            goto out;                                                                             \
-        }                                                                                         \
-    } while (0)
-    switch (kind) {
-    case MM_QKV:
-    case MM_AO:
-    case MM_FI:
-    case MM_FO: {
-        dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, bd = {1, N};
-        dnnl_data_type_t ddt = (kind == MM_AO || kind == MM_FO) ? dnnl_f32 : dt;
-        TRY(dnnl_memory_desc_init_by_tag(&src, 2, sd, dt, dnnl_ab), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dt, dnnl_format_tag_any), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, ddt, dnnl_ab), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", "");
-        if (post && (kind == MM_AO || kind == MM_FO))
-            TRY(dnnl_post_ops_append_sum(po, 1.0f), ": residual sum post-op");
-        if (post && kind == MM_FI) {
-            dnnl_alg_kind_t alg = m->act == 1   ? dnnl_eltwise_gelu_tanh
-                                  : m->act == 2 ? dnnl_eltwise_swish
-                                                : dnnl_eltwise_gelu_erf;
-            float alpha = m->act == 2 ? 1.702f : 0.0f;
-            TRY(dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f), ": activation post-op");
-        }
-        break;
-    }
-    case MM_SC: {
-        dnnl_dims_t sd = {m->B, m->NH, m->S, m->D}, wd = {m->B, m->NH, m->D, m->S},
-                    dd = {m->B, m->NH, m->S, m->S};
-        TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abdc), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_abcd), "%s", "");
-        has_bias = 0;
-        break;
-    }
-    case MM_CX: {
-        dnnl_dims_t sd = {m->B, m->NH, m->S, m->S}, wd = {m->B, m->NH, m->S, m->D},
-                    dd = {m->B, m->NH, m->S, m->D},
-                    ds = {(int64_t)m->S * m->H, m->D, m->H, 1};
-        TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_abcd), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dt, dnnl_abcd), "%s", "");
-        TRY(dnnl_memory_desc_init_by_strides(&dst, 4, dd, dt, ds), "%s", "");
-        has_bias = 0;
-        break;
-    }
-    default: { // pooler: the [CLS] rows of the f32 hidden state, strided
-        dnnl_dims_t sd = {m->B, m->H}, ss = {(int64_t)m->S * m->H, 1}, wd = {m->H, m->H},
-                    dd = {m->B, m->H}, bd = {1, m->H};
-        TRY(dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_f32, ss), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_f32, dnnl_format_tag_any), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab), "%s", "");
-        TRY(dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab), "%s", "");
-        has_bias = 1;
-        TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_tanh, 0, 0), ": tanh post-op");
-        break;
-    }
-    }
-    st = dnnl_matmul_desc_init(&md, &src, &wei, has_bias ? &bias : NULL, &dst);
-    if (st != dnnl_success) {
-        err = errorf("%s: dnnl_matmul_desc_init failed: %s", what, dnnl_status2str(st));
+    dnnl_status_t st;
+    if ((st = dnnl_post_ops_create(&po)) != dnnl_success || (st = dnnl_primitive_attr_create(&attr)) != dnnl_success) {
+        err = errorf("%s: creating attributes failed: %s", what, dnnl_status2str(st));
         goto out;
     }
-    if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success ||
-        (st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) != dnnl_success ||
-        (st = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) {
-        err = errorf("%s: setting attributes failed: %s", what, dnnl_status2str(st));
+    if (fused && (kind == MM_AO || kind == MM_FO)) st = dnnl_post_ops_append_sum(po, 1.0f);
+    if (fused && kind == MM_FI) {
+        dnnl_alg_kind_t alg = m->d.act == ACT_GELU_TANH    ? dnnl_eltwise_gelu_tanh
+                              : m->d.act == ACT_GELU_CRUDE ? dnnl_eltwise_swish
+                                                           : dnnl_eltwise_gelu_erf;
+        st = dnnl_post_ops_append_eltwise(po, 1.0f, alg, m->d.act == ACT_GELU_CRUDE ? 1.702f : 0.0f, 0.0f);
+    }
+    if (st != dnnl_success || (st = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) {
+        err = errorf("%s: post-ops failed: %s", what, dnnl_status2str(st));
         goto out;
     }
     st = dnnl_primitive_desc_create(pd, &md, attr, m->eng, NULL);
     if (st != dnnl_success)
-        err = errorf("%s: dnnl_primitive_desc_create failed: %s (oneDNN has no implementation of "
-                     "this matmul on this CPU)",
+        err = errorf("%s: dnnl_primitive_desc_create failed: %s (oneDNN has no implementation of this "
+                     "matmul on this CPU)",
                      what, dnnl_status2str(st));
 out:
     if (attr) dnnl_primitive_attr_destroy(attr);
-    dnnl_post_ops_destroy(po);
+    if (po) dnnl_post_ops_destroy(po);
     return err;
-#undef TRY
 }
 
 static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
@@ -390,13 +174,13 @@ static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
     return impl;
 }
 
-static void *xalloc(size_t n) {
-    void *p = NULL;
-    if (n == 0) n = 64;
-    n = (n + 4095) & ~(size_t)4095;
-    if (posix_memalign(&p, 4096, n) != 0) return NULL;
-    memset(p, 0, n);
-    return p;
+// plain reports whether a prepared weights layout is a plain row-major one:
+// what gemm-based implementations choose, and slower for them than the
+// transposed ("ba") layout at M below ~400 (measured: f32 44 against 80
+// GFLOP/s at M = 256, K = 1024, N = 4096, AVX2).
+static int plain(const dnnl_memory_desc_t *md) {
+    return md->format_kind == dnnl_blocked && md->format_desc.blocking.inner_nblks == 0 &&
+           md->format_desc.blocking.strides[1] == 1;
 }
 
 char *bq_probe(void) {
@@ -410,12 +194,14 @@ char *bq_probe(void) {
 void bq_model_destroy(bq_model *m) {
     if (!m) return;
     if (m->w) {
-        for (int i = 0; i < m->L * N_WEIGHTS; i++)
+        for (int i = 0; i < m->d.L * MM_N; i++)
             if (m->w[i]) dnnl_memory_destroy(m->w[i]);
         free(m->w);
     }
-    if (m->poolw) dnnl_memory_destroy(m->poolw);
+    free(m->ws);
+    free(m->comp);
     free(m->vec);
+    free(m->poolw);
     free(m->poolb);
     if (m->eng) dnnl_engine_destroy(m->eng);
     free(m);
@@ -426,93 +212,144 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
     case dnnl_cpu_isa_sse41: return "sse41";
     case dnnl_cpu_isa_avx: return "avx";
     case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
     case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
     case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
     case dnnl_cpu_isa_avx512_core: return "avx512_core";
     case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
     default: return "unknown";
     }
 }
 
-// bq_model_create makes the engine and, for each weighted matmul, the
-// primitive descriptor whose weights layout every runner will share. It must
-// run on a thread with omp_set_num_threads(1), like the runners, so that the
-// layouts agree.
-char *bq_model_create(int B, int S, int H, int NH, int I, int L, int bf16, int act, float eps,
-                      bq_model **out) {
+// has_vnni reports whether oneDNN's int8 kernels here accumulate u8·s8 pairs
+// straight into 32 bits (VNNI, AMX). Without it they go through vpmaddubsw,
+// whose 16-bit pair sums saturate for |a₁w₁ + a₂w₂| > 32767, so the engine
+// narrows the activations (see bq_model_act_max).
+static int has_vnni(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return isa == dnnl_cpu_isa_avx2_vnni || isa == dnnl_cpu_isa_avx512_core_vnni ||
+           isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
+}
+
+// pick_compute settles what the matmuls compute in: the artifact's type,
+// except bf16 on a CPU without bf16 matmuls, which runs its weights widened
+// to f32 (exact, and far faster than oneDNN's reference loops).
+static char *pick_compute(bq_model *m) {
+    m->compute = m->d.wtype;
+    dnnl_primitive_desc_t pd = NULL;
+    char *err = mm_pd(m, MM_QKV, m->maxM, 1, NULL, &pd);
+    int ref = !err && strncmp(pd_impl(pd), "ref", 3) == 0;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (m->d.wtype == BQ_BF16 && (err || ref)) {
+        free(err);
+        m->compute = BQ_F32;
+        return NULL;
+    }
+    if (err) return err;
+    if (ref && m->d.wtype == BQ_INT8)
+        return errorf("oneDNN has only its reference int8 matmul on this CPU (isa %s); int8 needs AVX2 or better",
+                      isa_name(dnnl_get_effective_cpu_isa()));
+    return NULL;
+}
+
+// pick_layouts fixes each matmul's weights layout and how varying M is met.
+static char *pick_layouts(bq_model *m) {
+    int runtime_ok = 1;
+    for (int k = 0; k < MM_N; k++) {
+        dnnl_primitive_desc_t pd = NULL;
+        char *err = mm_pd(m, k, m->maxM, 1, NULL, &pd);
+        if (err) return err;
+        m->wmd[k] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        dnnl_primitive_desc_destroy(pd);
+        if (plain(&m->wmd[k])) {
+            int64_t K, N;
+            mm_dims(m, k, &K, &N);
+            dnnl_dims_t wd = {K, N};
+            DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->wmd[k], 2, wd, m->wmd[k].data_type, dnnl_ba), "%s weights",
+                     mm_name[k]);
+        }
+        if ((err = mm_pd(m, k, m->maxM, 1, &m->wmd[k], &pd))) return err;
+        snprintf(m->impl[k], sizeof m->impl[k], "%s", pd_impl(pd));
+        dnnl_primitive_desc_destroy(pd);
+        // A runtime M is worth it only where it keeps the implementation.
+        if (mm_pd(m, k, DNNL_RUNTIME_DIM_VAL, 1, &m->wmd[k], &pd) == NULL) {
+            runtime_ok = runtime_ok && strcmp(pd_impl(pd), m->impl[k]) == 0;
+            dnnl_primitive_desc_destroy(pd);
+        } else {
+            runtime_ok = 0;
+        }
+    }
+    if (m->d.mm_mode == BQ_MM_RUNTIME && !runtime_ok)
+        return errorf("oneDNN cannot run these matmuls with a runtime M at full speed here (%s); use bucketed M",
+                      m->impl[MM_QKV]);
+    m->mm_mode = m->d.mm_mode != BQ_MM_AUTO ? m->d.mm_mode : runtime_ok ? BQ_MM_RUNTIME : BQ_MM_BUCKET;
+    return NULL;
+}
+
+// bq_model_create makes the engine, settles the compute type and the weights
+// layouts, and allocates the shared weights. It must run on a thread with
+// omp_set_num_threads(1), like the runners, so that the layouts agree.
+char *bq_model_create(const bq_dims *d, bq_model **out) {
     *out = NULL;
-    if (B <= 0 || S <= 0 || H <= 0 || NH <= 0 || H % NH != 0 || I <= 0 || L <= 0)
-        return errorf("oneDNN model: bad dimensions batch %d seq %d hidden %d heads %d intermediate %d layers %d",
-                      B, S, H, NH, I, L);
+    if (d->max_tokens <= 0 || d->max_seqs <= 0 || d->max_len <= 0 || d->H <= 0 || d->NH <= 0 ||
+        d->H % d->NH != 0 || d->I <= 0 || d->L <= 0 || d->wtype < BQ_F32 || d->wtype > BQ_INT8)
+        return errorf("oneDNN model: bad dimensions: %d tokens, %d sequences of %d, hidden %d, heads %d, "
+                      "intermediate %d, layers %d, type %d",
+                      d->max_tokens, d->max_seqs, d->max_len, d->H, d->NH, d->I, d->L, d->wtype);
     bq_model *m = calloc(1, sizeof *m);
     if (!m) return errorf("oneDNN model: out of memory");
-    m->B = B, m->S = S, m->H = H, m->NH = NH, m->D = H / NH, m->I = I, m->L = L;
-    m->bf16 = bf16, m->wbf16 = bf16, m->act = act, m->eps = eps;
-    if (g_simd < 0) g_simd = simd_supported();
+    m->d = *d;
+    m->D = d->H / d->NH;
+    m->maxM = (int64_t)round_up((size_t)d->max_tokens, BQ_BUCKET);
+    m->qa = has_vnni() ? 127 : 63;
     char *err = NULL;
     dnnl_status_t st = dnnl_engine_create(&m->eng, dnnl_cpu, 0);
     if (st != dnnl_success) {
         err = errorf("oneDNN: creating a CPU engine failed: %s", dnnl_status2str(st));
         goto fail;
     }
-    if (bf16) {
-        // A CPU without bf16 matmuls (AVX2 only) runs bf16 weights widened
-        // to f32: exact, and faster than oneDNN's reference loops.
-        dnnl_primitive_desc_t pd = NULL;
-        char *e = mm_pd(m, MM_QKV, 1, &pd);
-        if (e || strncmp(pd_impl(pd), "ref", 3) == 0) m->bf16 = bf16 = 0;
-        free(e);
-        if (pd) dnnl_primitive_desc_destroy(pd);
-    }
-    for (int k = 0; k < MM_N; k++) {
-        dnnl_primitive_desc_t pd = NULL;
-        if ((err = mm_pd(m, k, 1, &pd))) goto fail;
-        snprintf(m->impl[k], sizeof m->impl[k], "%s", pd_impl(pd));
-        if (bf16 && k != MM_POOL && strncmp(m->impl[k], "ref", 3) == 0) {
-            char what[256];
-            mm_label(m, k, what, sizeof what);
-            err = errorf("%s: oneDNN only has its reference implementation on this CPU (isa %s); "
-                         "bf16 needs AVX-512 (ideally AMX); use an fp32 artifact or another backend",
-                         what, isa_name(dnnl_get_effective_cpu_isa()));
-            dnnl_primitive_desc_destroy(pd);
-            goto fail;
-        }
-        if (k < N_WEIGHTS) {
-            m->wmd[k] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-            dnnl_primitive_desc_t np = NULL;
-            if ((err = mm_pd(m, k, 0, &np))) {
-                dnnl_primitive_desc_destroy(pd);
-                goto fail;
-            }
-            m->nopost_same[k] = dnnl_memory_desc_equal(&m->wmd[k], dnnl_primitive_desc_query_md(np, dnnl_query_weights_md, 0));
-            dnnl_primitive_desc_destroy(np);
-        }
-        if (k == MM_POOL) m->poolwmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-        dnnl_primitive_desc_destroy(pd);
-    }
-    m->w = calloc((size_t)L * N_WEIGHTS, sizeof(dnnl_memory_t));
-    size_t lens[V_N] = {3 * (size_t)H, H, I, H, H, H, H, H};
-    size_t off = 0;
+    if ((err = pick_compute(m)) || (err = pick_layouts(m))) goto fail;
+    size_t H = d->H, I = d->I, lens[V_N] = {3 * H, H, I, H, H, H, H, H};
     for (int v = 0; v < V_N; v++) {
-        m->vec_off[v] = off;
-        off += (lens[v] + 15) & ~(size_t)15;
+        m->vec_off[v] = m->vec_stride;
+        m->vec_stride += round_up(lens[v], 16);
     }
-    m->vec_stride = off;
-    m->vec = xalloc(off * L * sizeof(float));
-    m->poolb = xalloc((size_t)H * sizeof(float));
-    if (!m->w || !m->vec || !m->poolb) {
+    size_t ns[MM_N] = {3 * H, H, I, H};
+    for (int k = 0; k < MM_N; k++) {
+        m->qoff[k] = m->qstride;
+        m->qstride += round_up(ns[k], 16);
+    }
+    m->w = calloc((size_t)d->L * MM_N, sizeof(dnnl_memory_t));
+    m->vec = xalloc(m->vec_stride * d->L * sizeof(float));
+    m->poolw = xalloc(H * H * sizeof(float));
+    m->poolb = xalloc(H * sizeof(float));
+    if (m->compute == BQ_INT8) {
+        m->ws = xalloc(m->qstride * d->L * sizeof(float));
+        m->comp = xalloc(m->qstride * d->L * sizeof(int32_t));
+    }
+    if (!m->w || !m->vec || !m->poolw || !m->poolb || (m->compute == BQ_INT8 && (!m->ws || !m->comp))) {
         err = errorf("oneDNN model: out of memory");
         goto fail;
     }
+    for (int i = 0; i < d->L * MM_N; i++)
+        if ((st = dnnl_memory_create(&m->w[i], &m->wmd[i % MM_N], m->eng, DNNL_MEMORY_ALLOCATE)) != dnnl_success) {
+            err = errorf("oneDNN model: allocating layer %d %s weights failed: %s", i / MM_N, mm_name[i % MM_N],
+                         dnnl_status2str(st));
+            goto fail;
+        }
     const dnnl_version_t *ver = dnnl_version();
+    char qa[64] = "";
+    if (m->compute == BQ_INT8)
+        snprintf(qa, sizeof qa, " (u8 activations ±%d per token, s8 weights per channel)", m->qa);
     snprintf(m->describe, sizeof m->describe,
-             "oneDNN %d.%d.%d, isa %s, %s%s matmuls: qkv %s, attention %s/%s, ffn %s; element-wise kernels %s",
+             "oneDNN %d.%d.%d, isa %s, %s%s matmuls%s with %s M: qkv %s, attention output %s, ffn %s/%s; "
+             "element-wise kernels %s",
              ver->major, ver->minor, ver->patch, isa_name(dnnl_get_effective_cpu_isa()),
-             m->wbf16 && !bf16 ? "bf16 weights widened to f32, " : "", bf16 ? "bf16" : "f32", m->impl[MM_QKV], m->impl[MM_SC], m->impl[MM_CX], m->impl[MM_FI],
-             g_simd == 2 ? "avx512+bf16" : g_simd ? "avx512" : "scalar");
+             d->wtype == BQ_BF16 && m->compute == BQ_F32 ? "bf16 weights widened to f32, " : "",
+             type_name(m->compute), qa, m->mm_mode == BQ_MM_RUNTIME ? "runtime" : "bucketed", m->impl[MM_QKV],
+             m->impl[MM_AO], m->impl[MM_FI], m->impl[MM_FO], k_simd() ? "avx2" : "scalar");
     *out = m;
     return NULL;
 fail:
@@ -522,81 +359,42 @@ fail:
 
 const char *bq_model_describe(bq_model *m) { return m->describe; }
 
-// bq_model_set_matrix reorders layer l's weight (kind 0..3: qkv, attn out, ffn
-// in, ffn out), given as a row-major [K][N] matrix of the model's precision,
-// into the layout the matmul asked for. src is only read during the call.
-char *bq_model_set_matrix(bq_model *m, int l, int kind, const void *src) {
-    char what[256];
-    mm_label(m, kind, what, sizeof what);
-    if (l < 0 || l >= m->L || kind < 0 || kind >= N_WEIGHTS)
-        return errorf("%s: layer %d out of range", what, l);
-    int64_t M, K, N;
-    mm_shape(m, kind, &M, &K, &N);
-    dnnl_memory_desc_t umd;
-    dnnl_dims_t wd = {K, N};
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, m->wbf16 ? dnnl_bf16 : dnnl_f32, dnnl_ab),
-             "layer %d %s weights", l, what);
-    dnnl_memory_t *dstm = &m->w[(size_t)l * N_WEIGHTS + kind];
-    if (!*dstm)
-        DNNL_TRY(dnnl_memory_create(dstm, &m->wmd[kind], m->eng, DNNL_MEMORY_ALLOCATE),
-                 "layer %d %s weights", l, what);
-    dnnl_memory_t srcm = NULL;
-    dnnl_primitive_desc_t rpd = NULL;
-    dnnl_primitive_t rp = NULL;
-    dnnl_stream_t st = NULL;
-    char *err = NULL;
-    dnnl_status_t s;
-    if ((s = dnnl_memory_create(&srcm, &umd, m->eng, (void *)src)) != dnnl_success ||
-        (s = dnnl_reorder_primitive_desc_create(&rpd, &umd, m->eng, &m->wmd[kind], m->eng, NULL)) != dnnl_success ||
-        (s = dnnl_primitive_create(&rp, rpd)) != dnnl_success ||
-        (s = dnnl_stream_create(&st, m->eng, dnnl_stream_default_flags)) != dnnl_success) {
-        err = errorf("layer %d %s: preparing the weight reorder failed: %s", l, what, dnnl_status2str(s));
-        goto out;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, srcm}, {DNNL_ARG_TO, *dstm}};
-    if ((s = dnnl_primitive_execute(rp, st, 2, args)) != dnnl_success || (s = dnnl_stream_wait(st)) != dnnl_success)
-        err = errorf("layer %d %s: weight reorder failed: %s", l, what, dnnl_status2str(s));
-out:
-    if (st) dnnl_stream_destroy(st);
-    if (rp) dnnl_primitive_destroy(rp);
-    if (rpd) dnnl_primitive_desc_destroy(rpd);
-    if (srcm) dnnl_memory_destroy(srcm);
-    return err;
+const char *bq_model_peak_isa(bq_model *m) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    int amx = isa == dnnl_cpu_isa_avx512_core_amx;
+    int avx512 = amx || isa == dnnl_cpu_isa_avx512_core || isa == dnnl_cpu_isa_avx512_core_vnni ||
+                 isa == dnnl_cpu_isa_avx512_core_bf16;
+    return bq_peak_isa(m->compute, amx, avx512);
 }
-
-// bq_model_set_vectors copies layer l's biases and LayerNorm parameters.
-void bq_model_set_vector(bq_model *m, int l, int which, const float *v) {
-    size_t lens[V_N] = {3 * (size_t)m->H, m->H, m->I, m->H, m->H, m->H, m->H, m->H};
-    memcpy(m->vec + (size_t)l * m->vec_stride + m->vec_off[which], v, lens[which] * sizeof(float));
-}
+int bq_model_compute(bq_model *m) { return m->compute; }
+int bq_model_mm_mode(bq_model *m) { return m->mm_mode; }
+int bq_model_act_max(bq_model *m) { return m->qa; }
 
 static float *layer_vec(const bq_model *m, int l, int which) {
     return m->vec + (size_t)l * m->vec_stride + m->vec_off[which];
 }
 
-char *bq_model_set_pooler(bq_model *m, const float *w, const float *b) {
-    memcpy(m->poolb, b, (size_t)m->H * sizeof(float));
-    dnnl_memory_desc_t umd;
-    dnnl_dims_t wd = {m->H, m->H};
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, dnnl_f32, dnnl_ab), "pooler weights");
-    if (!m->poolw)
-        DNNL_TRY(dnnl_memory_create(&m->poolw, &m->poolwmd, m->eng, DNNL_MEMORY_ALLOCATE), "pooler weights");
+// reorder copies src (described by smd) into dst's layout.
+static char *reorder(bq_model *m, const dnnl_memory_desc_t *smd, const void *src, dnnl_memory_t dst,
+                     const char *what) {
+    const dnnl_memory_desc_t *dmd;
+    DNNL_TRY(dnnl_memory_get_memory_desc(dst, &dmd), "%s", what);
     dnnl_memory_t srcm = NULL;
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t rp = NULL;
     dnnl_stream_t st = NULL;
     char *err = NULL;
     dnnl_status_t s;
-    if ((s = dnnl_memory_create(&srcm, &umd, m->eng, (void *)w)) != dnnl_success ||
-        (s = dnnl_reorder_primitive_desc_create(&rpd, &umd, m->eng, &m->poolwmd, m->eng, NULL)) != dnnl_success ||
+    if ((s = dnnl_memory_create(&srcm, smd, m->eng, (void *)src)) != dnnl_success ||
+        (s = dnnl_reorder_primitive_desc_create(&rpd, smd, m->eng, dmd, m->eng, NULL)) != dnnl_success ||
         (s = dnnl_primitive_create(&rp, rpd)) != dnnl_success ||
         (s = dnnl_stream_create(&st, m->eng, dnnl_stream_default_flags)) != dnnl_success) {
-        err = errorf("pooler weights: preparing the reorder failed: %s", dnnl_status2str(s));
+        err = errorf("%s: preparing the weight reorder failed: %s", what, dnnl_status2str(s));
         goto out;
     }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, srcm}, {DNNL_ARG_TO, m->poolw}};
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, srcm}, {DNNL_ARG_TO, dst}};
     if ((s = dnnl_primitive_execute(rp, st, 2, args)) != dnnl_success || (s = dnnl_stream_wait(st)) != dnnl_success)
-        err = errorf("pooler weights: reorder failed: %s", dnnl_status2str(s));
+        err = errorf("%s: weight reorder failed: %s", what, dnnl_status2str(s));
 out:
     if (st) dnnl_stream_destroy(st);
     if (rp) dnnl_primitive_destroy(rp);
@@ -605,161 +403,201 @@ out:
     return err;
 }
 
+char *bq_model_set_matrix(bq_model *m, int l, int kind, const void *w, const float *scales) {
+    char what[256];
+    mm_label(m, kind, m->maxM, what, sizeof what);
+    if (l < 0 || l >= m->d.L || kind < 0 || kind >= MM_N) return errorf("%s: layer %d out of range", what, l);
+    int64_t K, N;
+    mm_dims(m, kind, &K, &N);
+    dnnl_data_type_t dt = m->d.wtype == BQ_INT8 ? dnnl_s8 : m->d.wtype == BQ_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t umd;
+    dnnl_dims_t wd = {K, N};
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, dt, dnnl_ab), "layer %d %s weights", l, what);
+    char *err = reorder(m, &umd, w, m->w[(size_t)l * MM_N + kind], what);
+    if (err || m->compute != BQ_INT8) return err;
+    // The zero point's share of every output: (qa + 1)·Σk w[k][n].
+    const int8_t *q = w;
+    size_t off = (size_t)l * m->qstride + m->qoff[kind];
+    int32_t *comp = m->comp + off;
+    memset(comp, 0, (size_t)N * sizeof *comp);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) comp[n] += q[k * N + n];
+    for (int64_t n = 0; n < N; n++) comp[n] *= m->qa + 1;
+    memcpy(m->ws + off, scales, (size_t)N * sizeof(float));
+    return NULL;
+}
+
+void bq_model_set_vector(bq_model *m, int l, int which, const float *v) {
+    size_t H = m->d.H, I = m->d.I, lens[V_N] = {3 * H, H, I, H, H, H, H, H};
+    memcpy(layer_vec(m, l, which), v, lens[which] * sizeof(float));
+}
+
+void bq_model_set_embeddings(bq_model *m, const float *word, const float *pos, const float *type,
+                             const float *gamma, const float *beta) {
+    m->word = word, m->pos = pos, m->type = type, m->embg = gamma, m->embb = beta;
+}
+
+void bq_model_set_pooler(bq_model *m, const float *w, const float *b) {
+    memcpy(m->poolw, w, (size_t)m->d.H * m->d.H * sizeof(float));
+    memcpy(m->poolb, b, (size_t)m->d.H * sizeof(float));
+}
+
 // ---------------------------------------------------------------------------
 // runners
 
+// A plan is the primitives for one M: the only one with a runtime M, else one
+// per bucket, made when first needed. Its memories are views of the runner's
+// buffers, M rows tall.
 typedef struct {
-    dnnl_primitive_t p;
-    dnnl_memory_t src, wei, dst; // wei only for the attention GEMMs
-} mm_t;
+    int64_t M;     // rows the memories describe (runtime: the last batch's)
+    int made;
+    dnnl_primitive_t p[MM_N], bare[MM_N];
+    dnnl_memory_t src[MM_N], dst[MM_N];
+} plan_t;
 
 struct bq_runner {
     bq_model *m;
     dnnl_stream_t st;
-    mm_t mm[MM_N];
-    mm_t np[MM_N];  // bare GEMMs for the roofline without post-ops, made on demand
-    int np_state;   // 0 not made, 1 made, -1 unavailable
-    dnnl_memory_t *w, *b; // [L][N_WEIGHTS] views of the shared weights and biases
-    dnnl_memory_t poolw, poolb;
-    dnnl_memory_t scratch;
-    size_t scratch_size;
-    // buffers
-    float *x;      // hidden state [T][H] f32
-    void *xb;      // matmul input [T][H] (bf16 copy, or x itself in fp32)
-    void *qkv;     // [T][3H]
-    void *q, *k, *v; // [B][NH][S][D]
-    float *sc;     // scores [B][NH][S][S] f32
-    void *p;       // probabilities [B][NH][S][S]
-    void *ctx;     // [T][H]
-    void *h;       // [T][I]
-    float *pooled; // [B][H]
-    float *mask;   // additive mask [B][S]
-    float *mrow;   // softmax's mask rows [B][mld]
-    int mld;
-    int *ncol;     // [B] columns up to the last real key
-    unsigned char *live; // [B][S] real query rows
+    plan_t *plans;
+    int nplans;
+    dnnl_memory_t *w, *b; // [L][MM_N] views of the shared weights and biases
+    // buffers, maxM rows
+    float *x;        // hidden state [M][H] f32
+    void *xin;       // the matmuls' copy of x: bf16, or u8 (int8); NULL for f32
+    float *xs;       // int8: row scales of xin
+    float *qkv;      // [M][3H] f32
+    void *ctx;       // [M][H]: bf16 for bf16, else f32
+    uint8_t *ctxq;   // int8: quantized ctx and its row scales
+    float *cs;
+    void *h;         // [M][I]: f32, bf16, or u8 (int8)
+    float *hs;       // int8: row scales of h
+    int32_t *acc;    // int8: [M][max(3H, I)] accumulators
+    float *tmp;      // an epilogue row
+    float *attn;     // attention scratch
+    float *pooled;   // [max_seqs][H]
 };
 
-static char *mm_make(bq_runner *r, mm_t *mm, int kind, int post, void *src, void *wei, void *dst) {
-    bq_model *m = r->m;
-    char what[256];
-    mm_label(m, kind, what, sizeof what);
-    dnnl_primitive_desc_t pd = NULL;
-    char *err = mm_pd(m, kind, post, &pd);
-    if (err) return err;
-    dnnl_status_t s;
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    const dnnl_memory_desc_t *spd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    if (kind < N_WEIGHTS && !dnnl_memory_desc_equal(wmd, &m->wmd[kind]) && post) {
-        err = errorf("%s: the runner's primitive wants a different weights layout than the one prepared at load", what);
-        goto out;
+static void plan_free(plan_t *pl) {
+    for (int k = 0; k < MM_N; k++) {
+        if (pl->p[k]) dnnl_primitive_destroy(pl->p[k]);
+        if (pl->bare[k]) dnnl_primitive_destroy(pl->bare[k]);
+        if (pl->src[k]) dnnl_memory_destroy(pl->src[k]);
+        if (pl->dst[k]) dnnl_memory_destroy(pl->dst[k]);
     }
-    if (kind == MM_POOL && !dnnl_memory_desc_equal(wmd, &m->poolwmd)) {
-        err = errorf("%s: the runner's primitive wants a different weights layout than the one prepared at load", what);
-        goto out;
-    }
-    size_t ss = spd ? dnnl_memory_desc_get_size(spd) : 0;
-    if (ss > r->scratch_size) r->scratch_size = ss;
-    if ((s = dnnl_primitive_create(&mm->p, pd)) != dnnl_success ||
-        (s = dnnl_memory_create(&mm->src, smd, m->eng, src)) != dnnl_success ||
-        (s = dnnl_memory_create(&mm->dst, dmd, m->eng, dst)) != dnnl_success ||
-        (wei && (s = dnnl_memory_create(&mm->wei, wmd, m->eng, wei)) != dnnl_success)) {
-        err = errorf("%s: creating the primitive failed: %s", what, dnnl_status2str(s));
-        goto out;
-    }
-out:
-    dnnl_primitive_desc_destroy(pd);
-    return err;
-}
-
-static void mm_free(mm_t *mm) {
-    if (mm->p) dnnl_primitive_destroy(mm->p);
-    if (mm->src) dnnl_memory_destroy(mm->src);
-    if (mm->wei) dnnl_memory_destroy(mm->wei);
-    if (mm->dst) dnnl_memory_destroy(mm->dst);
-    memset(mm, 0, sizeof *mm);
+    memset(pl, 0, sizeof *pl);
 }
 
 void bq_runner_destroy(bq_runner *r) {
     if (!r) return;
-    for (int k = 0; k < MM_N; k++) {
-        mm_free(&r->mm[k]);
-        mm_free(&r->np[k]);
-    }
+    for (int i = 0; i < r->nplans; i++) plan_free(&r->plans[i]);
+    free(r->plans);
     bq_model *m = r->m;
-    if (r->w)
-        for (int i = 0; i < m->L * N_WEIGHTS; i++)
-            if (r->w[i]) dnnl_memory_destroy(r->w[i]);
-    if (r->b)
-        for (int i = 0; i < m->L * N_WEIGHTS; i++)
-            if (r->b[i]) dnnl_memory_destroy(r->b[i]);
+    for (int i = 0; i < m->d.L * MM_N; i++) {
+        if (r->w && r->w[i]) dnnl_memory_destroy(r->w[i]);
+        if (r->b && r->b[i]) dnnl_memory_destroy(r->b[i]);
+    }
     free(r->w);
     free(r->b);
-    if (r->poolw) dnnl_memory_destroy(r->poolw);
-    if (r->poolb) dnnl_memory_destroy(r->poolb);
-    if (r->scratch) dnnl_memory_destroy(r->scratch);
     if (r->st) dnnl_stream_destroy(r->st);
-    if (r->xb != (void *)r->x) free(r->xb);
-    free(r->x);
-    free(r->qkv);
-    free(r->q);
-    free(r->k);
-    free(r->v);
-    free(r->sc);
-    free(r->p);
-    free(r->ctx);
-    free(r->h);
-    free(r->pooled);
-    free(r->mask);
-    free(r->mrow);
-    free(r->ncol);
-    free(r->live);
+    void *bufs[] = {r->x, r->xin, r->xs, r->qkv, r->ctx, r->ctxq, r->cs, r->h, r->hs, r->acc, r->tmp, r->attn, r->pooled};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(r);
 }
 
-static char *make_scratch(bq_runner *r) {
-    if (r->scratch) dnnl_memory_destroy(r->scratch);
-    r->scratch = NULL;
-    dnnl_memory_desc_t md;
-    dnnl_dims_t d = {(int64_t)(r->scratch_size ? r->scratch_size : 1)};
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_u8, dnnl_a), "scratchpad of %zu bytes", r->scratch_size);
-    DNNL_TRY(dnnl_memory_create(&r->scratch, &md, r->m->eng, DNNL_MEMORY_ALLOCATE), "scratchpad of %zu bytes",
-             r->scratch_size);
+static void mm_bufs(bq_runner *r, int kind, void **src, void **dst) {
+    int q = r->m->compute == BQ_INT8;
+    void *xin = r->xin ? r->xin : r->x;
+    switch (kind) {
+    case MM_QKV: *src = xin, *dst = q ? (void *)r->acc : r->qkv; break;
+    case MM_AO: *src = q ? (void *)r->ctxq : r->ctx, *dst = q ? (void *)r->acc : r->x; break;
+    case MM_FI: *src = xin, *dst = q ? (void *)r->acc : r->h; break;
+    default: *src = r->h, *dst = q ? (void *)r->acc : r->x; break;
+    }
+}
+
+// plan_views (re)makes a plan's memories for M rows.
+static char *plan_views(bq_runner *r, plan_t *pl, int64_t M) {
+    bq_model *m = r->m;
+    for (int k = 0; k < MM_N; k++) {
+        if (pl->src[k]) dnnl_memory_destroy(pl->src[k]);
+        if (pl->dst[k]) dnnl_memory_destroy(pl->dst[k]);
+        pl->src[k] = pl->dst[k] = NULL;
+        int64_t K, N;
+        mm_dims(m, k, &K, &N);
+        dnnl_data_type_t sdt, wdt, ddt;
+        mm_types(m, k, &sdt, &wdt, &ddt);
+        void *src, *dst;
+        mm_bufs(r, k, &src, &dst);
+        dnnl_memory_desc_t smd, dmd;
+        dnnl_dims_t sd = {M, K}, dd = {M, N};
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 2, sd, sdt, dnnl_ab), "%s source", mm_name[k]);
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, ddt, dnnl_ab), "%s destination", mm_name[k]);
+        DNNL_TRY(dnnl_memory_create(&pl->src[k], &smd, m->eng, src), "%s source", mm_name[k]);
+        DNNL_TRY(dnnl_memory_create(&pl->dst[k], &dmd, m->eng, dst), "%s destination", mm_name[k]);
+    }
+    pl->M = M;
     return NULL;
 }
 
-// bq_runner_create makes a runner's stream, primitives and buffers. Call it on
-// the runner's own locked thread after omp_set_num_threads(1).
+static char *make_prims(bq_model *m, dnnl_primitive_t *p, int64_t M, int post) {
+    for (int k = 0; k < MM_N; k++) {
+        dnnl_primitive_desc_t pd = NULL;
+        char *err = mm_pd(m, k, M, post, &m->wmd[k], &pd);
+        if (err) return err;
+        dnnl_status_t s = dnnl_primitive_create(&p[k], pd);
+        dnnl_primitive_desc_destroy(pd);
+        if (s != dnnl_success) return errorf("matmul %s: creating the primitive failed: %s", mm_name[k], dnnl_status2str(s));
+    }
+    return NULL;
+}
+
+// get_plan returns the plan for a batch of T rows, making it if needed; its
+// memories describe *M rows.
+static char *get_plan(bq_runner *r, int64_t T, int bare, plan_t **out) {
+    bq_model *m = r->m;
+    int runtime = m->mm_mode == BQ_MM_RUNTIME;
+    int64_t M = runtime ? T : (int64_t)round_up((size_t)T, BQ_BUCKET);
+    plan_t *pl = &r->plans[runtime ? 0 : M / BQ_BUCKET - 1];
+    char *err;
+    int64_t pm = runtime ? DNNL_RUNTIME_DIM_VAL : M;
+    if (!pl->made) {
+        if ((err = make_prims(m, pl->p, pm, 1))) return err;
+        pl->made = 1;
+    }
+    if (bare && !pl->bare[0] && (err = make_prims(m, pl->bare, pm, 0))) return err;
+    if (pl->M != M && (err = plan_views(r, pl, M))) return err;
+    *out = pl;
+    return NULL;
+}
+
 char *bq_runner_create(bq_model *m, bq_runner **out) {
     *out = NULL;
     bq_runner *r = calloc(1, sizeof *r);
     if (!r) return errorf("oneDNN runner: out of memory");
     r->m = m;
-    size_t T = (size_t)m->B * m->S, es = m->bf16 ? 2 : 4;
-    size_t heads = (size_t)m->B * m->NH * m->S;
-    r->x = xalloc(T * m->H * 4);
-    r->xb = m->bf16 ? xalloc(T * m->H * es) : (void *)r->x;
-    r->qkv = xalloc(T * 3 * m->H * es);
-    r->q = xalloc(heads * m->D * es);
-    r->k = xalloc(heads * m->D * es);
-    r->v = xalloc(heads * m->D * es);
-    r->sc = xalloc(heads * m->S * 4);
-    r->p = xalloc(heads * m->S * es);
-    r->ctx = xalloc(T * m->H * es);
-    r->h = xalloc(T * m->I * es);
-    r->pooled = xalloc((size_t)m->B * m->H * 4);
-    r->mask = xalloc((size_t)m->B * m->S * 4);
-    r->mld = (m->S + 15) & ~15;
-    r->mrow = xalloc((size_t)m->B * r->mld * 4);
-    r->ncol = xalloc((size_t)m->B * sizeof(int));
-    r->live = xalloc((size_t)m->B * m->S);
-    r->w = calloc((size_t)m->L * N_WEIGHTS, sizeof(dnnl_memory_t));
-    r->b = calloc((size_t)m->L * N_WEIGHTS, sizeof(dnnl_memory_t));
+    size_t M = (size_t)m->maxM, H = m->d.H, I = m->d.I;
+    int q = m->compute == BQ_INT8, b = m->compute == BQ_BF16;
+    size_t wide = 3 * H > I ? 3 * H : I;
+    r->nplans = m->mm_mode == BQ_MM_RUNTIME ? 1 : (int)(M / BQ_BUCKET);
+    r->plans = calloc((size_t)r->nplans, sizeof *r->plans);
+    r->w = calloc((size_t)m->d.L * MM_N, sizeof(dnnl_memory_t));
+    r->b = calloc((size_t)m->d.L * MM_N, sizeof(dnnl_memory_t));
+    r->x = xalloc(M * H * 4);
+    r->xin = q ? xalloc(M * H) : b ? xalloc(M * H * 2) : NULL;
+    r->xs = xalloc(M * 4);
+    r->qkv = xalloc(M * 3 * H * 4);
+    r->ctx = xalloc(M * H * (b ? 2 : 4));
+    r->ctxq = q ? xalloc(M * H) : NULL;
+    r->cs = xalloc(M * 4);
+    r->h = xalloc(M * I * (q ? 1 : b ? 2 : 4));
+    r->hs = xalloc(M * 4);
+    r->acc = q ? xalloc(M * wide * 4) : NULL;
+    r->tmp = xalloc(wide * 4);
+    r->attn = xalloc(k_attention_scratch(m->d.max_len, m->D) * 4);
+    r->pooled = xalloc((size_t)m->d.max_seqs * H * 4);
     char *err = NULL;
-    if (!r->x || !r->xb || !r->qkv || !r->q || !r->k || !r->v || !r->sc || !r->p || !r->ctx || !r->h ||
-        !r->pooled || !r->mask || !r->mrow || !r->ncol || !r->live || !r->w || !r->b) {
+    if (!r->plans || !r->w || !r->b || !r->x || ((q || b) && !r->xin) || !r->xs || !r->qkv || !r->ctx ||
+        (q && (!r->ctxq || !r->acc)) || !r->cs || !r->h || !r->hs || !r->tmp || !r->attn || !r->pooled) {
         err = errorf("oneDNN runner: out of memory for activation buffers");
         goto fail;
     }
@@ -768,44 +606,26 @@ char *bq_runner_create(bq_model *m, bq_runner **out) {
         err = errorf("oneDNN runner: creating a stream failed: %s", dnnl_status2str(s));
         goto fail;
     }
-    if ((err = mm_make(r, &r->mm[MM_QKV], MM_QKV, 1, r->xb, NULL, r->qkv)) ||
-        (err = mm_make(r, &r->mm[MM_AO], MM_AO, 1, r->ctx, NULL, r->x)) ||
-        (err = mm_make(r, &r->mm[MM_FI], MM_FI, 1, r->xb, NULL, r->h)) ||
-        (err = mm_make(r, &r->mm[MM_FO], MM_FO, 1, r->h, NULL, r->x)) ||
-        (err = mm_make(r, &r->mm[MM_SC], MM_SC, 1, r->q, r->k, r->sc)) ||
-        (err = mm_make(r, &r->mm[MM_CX], MM_CX, 1, r->p, r->v, r->ctx)) ||
-        (err = mm_make(r, &r->mm[MM_POOL], MM_POOL, 1, r->x, NULL, r->pooled)))
-        goto fail;
-    for (int l = 0; l < m->L; l++)
-        for (int k = 0; k < N_WEIGHTS; k++) {
-            size_t i = (size_t)l * N_WEIGHTS + k;
-            void *h = NULL;
-            static const int bias_of[N_WEIGHTS] = {V_QKVB, V_AOB, V_FIB, V_FOB};
-            int64_t M, K, N;
-            mm_shape(m, k, &M, &K, &N);
+    static const int bias_of[MM_N] = {V_QKVB, V_AOB, V_FIB, V_FOB};
+    for (int l = 0; l < m->d.L; l++)
+        for (int k = 0; k < MM_N; k++) {
+            size_t i = (size_t)l * MM_N + k;
+            void *wh = NULL;
+            int64_t K, N;
+            mm_dims(m, k, &K, &N);
             dnnl_memory_desc_t bmd;
             dnnl_dims_t bd = {1, N};
-            if ((s = dnnl_memory_get_data_handle(m->w[i], &h)) != dnnl_success ||
-                (s = dnnl_memory_create(&r->w[i], &m->wmd[k], m->eng, h)) != dnnl_success ||
+            if ((s = dnnl_memory_get_data_handle(m->w[i], &wh)) != dnnl_success ||
+                (s = dnnl_memory_create(&r->w[i], &m->wmd[k], m->eng, wh)) != dnnl_success ||
                 (s = dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab)) != dnnl_success ||
                 (s = dnnl_memory_create(&r->b[i], &bmd, m->eng, layer_vec(m, l, bias_of[k]))) != dnnl_success) {
                 err = errorf("oneDNN runner: layer %d %s weights: %s", l, mm_name[k], dnnl_status2str(s));
                 goto fail;
             }
         }
-    {
-        void *h = NULL;
-        dnnl_memory_desc_t bmd;
-        dnnl_dims_t bd = {1, m->H};
-        if ((s = dnnl_memory_get_data_handle(m->poolw, &h)) != dnnl_success ||
-            (s = dnnl_memory_create(&r->poolw, &m->poolwmd, m->eng, h)) != dnnl_success ||
-            (s = dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab)) != dnnl_success ||
-            (s = dnnl_memory_create(&r->poolb, &bmd, m->eng, m->poolb)) != dnnl_success) {
-            err = errorf("oneDNN runner: pooler weights: %s", dnnl_status2str(s));
-            goto fail;
-        }
-    }
-    if ((err = make_scratch(r))) goto fail;
+    // Make the largest plan now, so that a runner that cannot run fails here.
+    plan_t *pl;
+    if ((err = get_plan(r, m->d.max_tokens, 0, &pl))) goto fail;
     *out = r;
     return NULL;
 fail:
@@ -813,121 +633,108 @@ fail:
     return err;
 }
 
-float *bq_runner_x(bq_runner *r) { return r->x; }
-float *bq_runner_mask(bq_runner *r) { return r->mask; }
 float *bq_runner_pooled(bq_runner *r) { return r->pooled; }
 
-static dnnl_status_t run_mm(bq_runner *r, const mm_t *mm, dnnl_memory_t wei, dnnl_memory_t bias) {
-    dnnl_exec_arg_t a[5];
-    int n = 0;
-    a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, mm->src};
-    a[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, wei ? wei : mm->wei};
-    a[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, mm->dst};
-    if (bias) a[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bias};
-    a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, r->scratch};
-    dnnl_status_t s = dnnl_primitive_execute(mm->p, r->st, n, a);
+static char *run_mm(bq_runner *r, plan_t *pl, int bare, int kind, int l) {
+    size_t i = (size_t)l * MM_N + kind;
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, pl->src[kind]}, {DNNL_ARG_WEIGHTS, r->w[i]}, {DNNL_ARG_DST, pl->dst[kind]}};
+    int n = 3;
+    if (!bare && r->m->compute != BQ_INT8) a[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, r->b[i]};
+    dnnl_status_t s = dnnl_primitive_execute(bare ? pl->bare[kind] : pl->p[kind], r->st, n, a);
     if (s == dnnl_success) s = dnnl_stream_wait(r->st);
-    return s;
+    if (s == dnnl_success) return NULL;
+    char what[256];
+    mm_label(r->m, kind, pl->M, what, sizeof what);
+    return errorf("layer %d %s: execution failed: %s", l, what, dnnl_status2str(s));
 }
 
-#define RUN(kind, mmv, wei, bias)                                                              \
-    do {                                                                                       \
-        dnnl_status_t s_ = run_mm(r, &(mmv)[kind], wei, bias);                                 \
-        if (s_ != dnnl_success) {                                                              \
-            char what_[256];                                                                   \
-            mm_label(m, kind, what_, sizeof what_);                                            \
-            return errorf("layer %d %s: execution failed: %s", l < m->L ? l : m->L - 1, what_,        \
-                          dnnl_status2str(s_));                                                \
-        }                                                                                      \
-    } while (0)
-
-static char *make_nopost(bq_runner *r) {
+// pool writes tanh(W·x[CLS] + b) for each sequence (its first row).
+static void pool(bq_runner *r, int nseq, const int32_t *lens) {
     bq_model *m = r->m;
-    for (int k = 0; k < N_WEIGHTS; k++)
-        if (!m->nopost_same[k]) {
-            r->np_state = -1;
-            return errorf("matmul %s: without post-ops oneDNN wants another weights layout; no bare roofline",
-                          mm_name[k]);
+    int H = m->d.H;
+    size_t start = 0;
+    for (int b = 0; b < nseq; start += lens[b], b++) {
+        const float *cls = r->x + start * H;
+        float *o = r->pooled + (size_t)b * H;
+        memcpy(o, m->poolb, (size_t)H * sizeof(float));
+        for (int k = 0; k < H; k++) {
+            const float *w = m->poolw + (size_t)k * H;
+            float c = cls[k];
+            for (int j = 0; j < H; j++) o[j] += c * w[j];
         }
-    size_t before = r->scratch_size;
-    char *err;
-    if ((err = mm_make(r, &r->np[MM_QKV], MM_QKV, 0, r->xb, NULL, r->qkv)) ||
-        (err = mm_make(r, &r->np[MM_AO], MM_AO, 0, r->ctx, NULL, r->x)) ||
-        (err = mm_make(r, &r->np[MM_FI], MM_FI, 0, r->xb, NULL, r->h)) ||
-        (err = mm_make(r, &r->np[MM_FO], MM_FO, 0, r->h, NULL, r->x)) ||
-        (err = mm_make(r, &r->np[MM_SC], MM_SC, 0, r->q, r->k, r->sc)) ||
-        (err = mm_make(r, &r->np[MM_CX], MM_CX, 0, r->p, r->v, r->ctx))) {
-        for (int k = 0; k < MM_N; k++) mm_free(&r->np[k]);
-        r->np_state = -1;
-        return err;
+        for (int j = 0; j < H; j++) o[j] = tanhf(o[j]);
     }
-    if (r->scratch_size > before && (err = make_scratch(r))) {
-        r->np_state = -1;
-        return err;
-    }
-    r->np_state = 1;
-    return NULL;
 }
 
-// bq_runner_embed writes the embedding output for ids/types (Batch·Seq
-// tokens, already validated) into the hidden state: word + position + token
-// type rows, then LayerNorm (also producing the bf16 copy). The table pointers
-// are only read during the call.
-void bq_runner_embed(bq_runner *r, const float *word, const float *pos, const float *type,
-                     const float *gamma, const float *beta, const int32_t *ids, const int32_t *types) {
+// zero_rows clears rows [from, to) of the matmuls' sources: a bucketed plan
+// computes them too, and they should hold nothing left from an earlier batch.
+static void zero_rows(bq_runner *r, int64_t from, int64_t to) {
     bq_model *m = r->m;
-    int H = m->H, T = m->B * m->S;
-    for (int t = 0; t < T; t++) {
-        float *x = r->x + (size_t)t * H;
-        const float *a = word + (size_t)ids[t] * H, *b = pos + (size_t)(t % m->S) * H,
-                    *c = type + (size_t)types[t] * H;
-        for (int i = 0; i < H; i++) x[i] = a[i] + b[i] + c[i];
-    }
-    layernorm(r->x, m->bf16 ? r->xb : NULL, gamma, beta, T, H, m->eps);
+    size_t H = m->d.H, I = m->d.I, n = (size_t)(to - from);
+    size_t es = m->compute == BQ_INT8 ? 1 : m->compute == BQ_BF16 ? 2 : 4;
+    memset(r->x + from * H, 0, n * H * 4);
+    if (r->xin) memset((char *)r->xin + from * H * es, 0, n * H * es);
+    if (r->ctxq) memset(r->ctxq + from * H, 0, n * H);
+    memset((char *)r->ctx + from * H * (es == 2 ? 2 : 4), 0, n * H * (es == 2 ? 2 : 4));
+    memset((char *)r->h + from * I * es, 0, n * I * es);
 }
 
-// bq_runner_forward runs the encoder on the embedded hidden state in x (see
-// bq_runner_embed) with the additive mask in mask, and the pooler into pooled. mode 1 runs only the
-// GEMMs of the same forward, post-ops included (the roofline); mode 2 the bare
-// GEMMs without bias or post-ops; mode 3 everything but the encoder GEMMs (to
-// measure the non-GEMM work).
-char *bq_runner_forward(bq_runner *r, int mode) {
+// bq_runner_forward: see bq.h. Mode BQ_GEMMS and BQ_BARE_GEMMS run only the
+// encoder matmuls (on whatever the buffers hold), BQ_NON_GEMM everything else
+// (the int8 epilogues included), so that benchmarks can time each part.
+char *bq_runner_forward(bq_runner *r, int mode, int nseq, const int32_t *lens, const int32_t *ids,
+                        const int32_t *types, const int32_t *mask) {
     bq_model *m = r->m;
-    int l = -1;
-    size_t T = (size_t)m->B * m->S;
-    mm_t *mm = r->mm;
-    int post = 1;
-    if (mode == 2) {
-        if (r->np_state == 0) {
-            char *err = make_nopost(r);
-            if (err) return err;
-        }
-        if (r->np_state < 0) return errorf("no bare-GEMM roofline on this model");
-        mm = r->np;
-        post = 0;
-    }
-    int full = mode == 0 || mode == 3, gemm = mode != 3;
-    if (full) prep_mask(r->mask, r->mrow, r->mld, r->ncol, r->live, m->B, m->S);
-    for (l = 0; l < m->L; l++) {
-        dnnl_memory_t *w = r->w + (size_t)l * N_WEIGHTS, *b = r->b + (size_t)l * N_WEIGHTS;
-        if (gemm) RUN(MM_QKV, mm, w[MM_QKV], post ? b[MM_QKV] : NULL);
-        if (full) relayout_qkv(r->qkv, r->q, r->k, r->v, m->B, m->S, m->NH, m->D, m->bf16 ? 2 : 4);
-        if (gemm) RUN(MM_SC, mm, NULL, NULL);
-        if (full) softmax(r->sc, r->mrow, r->mld, r->ncol, r->live, r->p, m->B, m->NH, m->S, m->bf16);
-        if (gemm) RUN(MM_CX, mm, NULL, NULL);
-        if (gemm) RUN(MM_AO, mm, w[MM_AO], post ? b[MM_AO] : NULL);
-        if (full)
-            layernorm(r->x, m->bf16 ? r->xb : NULL, layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), (int)T, m->H,
-                      m->eps);
-        if (gemm) RUN(MM_FI, mm, w[MM_FI], post ? b[MM_FI] : NULL);
-        if (gemm) RUN(MM_FO, mm, w[MM_FO], post ? b[MM_FO] : NULL);
-        if (full)
-            layernorm(r->x, m->bf16 ? r->xb : NULL, layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), (int)T, m->H,
-                      m->eps);
-    }
+    int64_t T = 0;
+    for (int b = 0; b < nseq; b++) T += lens[b];
+    if (nseq < 1 || nseq > m->d.max_seqs || T < 1 || T > m->d.max_tokens)
+        return errorf("batch of %d sequences, %ld tokens: this runner takes 1 to %d sequences and %d tokens", nseq,
+                      (long)T, m->d.max_seqs, m->d.max_tokens);
+    int bare = mode == BQ_BARE_GEMMS, full = mode == BQ_FORWARD || mode == BQ_NON_GEMM, gemm = mode != BQ_NON_GEMM;
+    plan_t *pl;
+    char *err = get_plan(r, T, bare, &pl);
+    if (err) return err;
+    int H = m->d.H, I = m->d.I, q = m->compute == BQ_INT8, qa = m->qa, t = (int)T;
+    uint16_t *xb = m->compute == BQ_BF16 ? r->xin : NULL;
+    uint8_t *xq = q ? r->xin : NULL;
+    float eps = m->d.eps;
+    if (full && pl->M > T) zero_rows(r, T, pl->M);
     if (full) {
-        l = m->L;
-        RUN(MM_POOL, r->mm, r->poolw, r->poolb);
+        k_embed(r->x, ids, types, lens, nseq, m->word, m->pos, m->type, H);
+        k_layernorm(r->x, xb, xq, r->xs, qa, m->embg, m->embb, t, H, eps);
     }
+#define MM(kind)                                                                                  \
+    do {                                                                                          \
+        if (gemm && (err = run_mm(r, pl, bare, kind, l))) return err;                            \
+    } while (0)
+    for (int l = 0; l < m->d.L; l++) {
+        size_t qo = (size_t)l * m->qstride;
+        MM(MM_QKV);
+        if (full && q)
+            k_deq_bias(r->acc, t, 3 * H, m->comp + qo + m->qoff[MM_QKV], m->ws + qo + m->qoff[MM_QKV], r->xs,
+                       layer_vec(m, l, V_QKVB), r->qkv);
+        if (full) k_attention(r->qkv, lens, nseq, mask, r->ctx, m->compute == BQ_BF16, H, m->d.NH, r->attn);
+        if (full && q) k_quantize(r->ctx, t, H, r->ctxq, r->cs, qa);
+        MM(MM_AO);
+        if (full && q)
+            k_deq_res_ln(r->acc, t, H, m->comp + qo + m->qoff[MM_AO], m->ws + qo + m->qoff[MM_AO], r->cs,
+                         layer_vec(m, l, V_AOB), r->x, NULL, xq, r->xs, qa, layer_vec(m, l, V_G1),
+                         layer_vec(m, l, V_B1), eps);
+        else if (full)
+            k_layernorm(r->x, xb, NULL, NULL, qa, layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), t, H, eps);
+        MM(MM_FI);
+        if (full && q)
+            k_deq_act_quant(r->acc, t, I, m->comp + qo + m->qoff[MM_FI], m->ws + qo + m->qoff[MM_FI], r->xs,
+                            layer_vec(m, l, V_FIB), m->d.act, r->h, r->hs, qa, r->tmp);
+        MM(MM_FO);
+        if (full && q)
+            k_deq_res_ln(r->acc, t, H, m->comp + qo + m->qoff[MM_FO], m->ws + qo + m->qoff[MM_FO], r->hs,
+                         layer_vec(m, l, V_FOB), r->x, NULL, xq, r->xs, qa, layer_vec(m, l, V_G2),
+                         layer_vec(m, l, V_B2), eps);
+        else if (full)
+            k_layernorm(r->x, xb, NULL, NULL, qa, layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), t, H, eps);
+    }
+#undef MM
+    if (full) pool(r, nseq, lens);
     return NULL;
 }

@@ -50,13 +50,3 @@ const Name = "onednn"
 
 // ErrNoCgo is what Available and Load report in a build without cgo.
 var ErrNoCgo = errors.New("bertq was built without cgo: the oneDNN AMX engine is absent (rebuild with CGO_ENABLED=1 and libdnnl-dev installed)")
-
-// Roofliner is implemented by this package's runners: RunGEMMs executes only
-// the matrix multiplications of one forward, with the same shapes, precision
-// and primitives (postOps true: with their fused bias, activation and
-// residual post-ops; false: bare GEMMs), on the runner's own buffers. Tools
-// compare its rate with the full forward's to see how much the non-GEMM work
-// costs.
-type Roofliner interface {
-	RunGEMMs(postOps bool) error
-}

@@ -7,6 +7,8 @@ package onednn
 #cgo LDFLAGS: -ldnnl -lgomp -lm
 #include <stdlib.h>
 #include "bq.h"
+#include "kernels.h"
+#include "peak.h"
 void omp_set_num_threads(int);
 */
 import "C"
@@ -14,9 +16,9 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -75,41 +77,80 @@ var matrixNames = [4]string{"qkv", "attention output", "ffn in", "ffn out"}
 func activationCode(a bert.Activation) (C.int, error) {
 	switch a {
 	case bert.GELUExact:
-		return 0, nil
+		return C.ACT_GELU_ERF, nil
 	case bert.GELUTanh:
-		return 1, nil
+		return C.ACT_GELU_TANH, nil
 	case bert.GELUCrude:
-		return 2, nil
+		return C.ACT_GELU_CRUDE, nil
 	}
 	return 0, fmt.Errorf("onednn: unsupported activation %q", a)
 }
 
-// Load reorders the artifact's encoder weights into oneDNN's blocked layouts
-// (shared by every runner), dropping the artifact's mapped pages from resident
-// memory as it goes; the embedding tables it keeps reading from the artifact
-// fault back in as touched.
-func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
+func weightType(p artifact.Precision) (C.int, error) {
+	switch p {
+	case artifact.FP32:
+		return C.BQ_F32, nil
+	case artifact.BF16:
+		return C.BQ_BF16, nil
+	case artifact.INT8:
+		return C.BQ_INT8, nil
+	}
+	return 0, fmt.Errorf("onednn: unsupported precision %q", p)
+}
+
+func matmulMode(s string) (C.int, error) {
+	switch s {
+	case "", "auto":
+		return C.BQ_MM_AUTO, nil
+	case engine.RowsRuntime:
+		return C.BQ_MM_RUNTIME, nil
+	case engine.RowsBucketed:
+		return C.BQ_MM_BUCKET, nil
+	}
+	return 0, fmt.Errorf("onednn: matmul rows %q: want auto, %s or %s", s, engine.RowsRuntime, engine.RowsBucketed)
+}
+
+// matrixData returns a layer weight's storage in the artifact's type, and
+// its column scales for int8.
+func matrixData(mt *engine.Matrix, wt C.int) (unsafe.Pointer, *C.float, bool) {
+	switch wt {
+	case C.BQ_BF16:
+		return unsafe.Pointer(unsafe.SliceData(mt.BF16)), nil, len(mt.BF16) == mt.K*mt.N
+	case C.BQ_INT8:
+		ok := len(mt.I8) == mt.K*mt.N && len(mt.Scale) == mt.N
+		return unsafe.Pointer(unsafe.SliceData(mt.I8)), (*C.float)(unsafe.SliceData(mt.Scale)), ok
+	}
+	return unsafe.Pointer(unsafe.SliceData(mt.F32)), nil, len(mt.F32) == mt.K*mt.N
+}
+
+func fptr(v []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(v))) }
+
+// Load reorders the artifact's encoder weights into the layouts the matmul
+// primitives want (shared by every runner), dropping the artifact's mapped
+// pages from resident memory as it goes; the embedding tables it keeps
+// reading from the artifact fault back in as touched.
+func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error) {
 	w, err := engine.ReadWeights(f)
 	if err != nil {
 		return nil, err
 	}
 	spec, c := w.Spec, w.Config
-	var bf16 C.int
-	switch spec.Precision {
-	case artifact.BF16:
-		bf16 = 1
-	case artifact.FP32:
-	default:
-		return nil, fmt.Errorf("onednn: unsupported precision %q", spec.Precision)
+	wt, err := weightType(spec.Precision)
+	if err != nil {
+		return nil, err
 	}
 	act, err := activationCode(w.Activation)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := matmulMode(opts.MatmulRows)
 	if err != nil {
 		return nil, err
 	}
 	for l := range w.Layers {
 		lw := &w.Layers[l]
 		for k, mt := range [4]*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
-			if (bf16 == 1 && len(mt.BF16) != mt.K*mt.N) || (bf16 == 0 && len(mt.F32) != mt.K*mt.N) {
+			if _, _, ok := matrixData(mt, wt); !ok {
 				return nil, fmt.Errorf("onednn: %w: the artifact is %s but layer %d %s weight is stored in another dtype",
 					artifact.ErrHeader, spec.Precision, l, matrixNames[k])
 			}
@@ -124,37 +165,38 @@ func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 	for i, v := range w.ClassifierB {
 		m.clsB[i] = float64(v)
 	}
+	dims := C.bq_dims{
+		max_tokens: C.int(spec.Batch * spec.Seq), max_seqs: C.int(spec.Batch), max_len: C.int(spec.Seq),
+		H: C.int(c.HiddenSize), NH: C.int(c.NumHeads), I: C.int(c.IntermediateSize), L: C.int(c.NumLayers),
+		wtype: wt, act: act, eps: C.float(c.LayerNormEps), mm_mode: mode,
+	}
 	err = onThread(func() error {
 		var cm *C.bq_model
-		if err := cerr(C.bq_model_create(C.int(spec.Batch), C.int(spec.Seq), C.int(c.HiddenSize), C.int(c.NumHeads),
-			C.int(c.IntermediateSize), C.int(c.NumLayers), bf16, act, C.float(c.LayerNormEps), &cm)); err != nil {
+		if err := cerr(C.bq_model_create(&dims, &cm)); err != nil {
 			return err
 		}
 		m.c = cm
 		for l := range w.Layers {
 			lw := &w.Layers[l]
 			for k, mt := range [4]*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
-				var p unsafe.Pointer
-				if bf16 == 1 {
-					p = unsafe.Pointer(&mt.BF16[0])
-				} else {
-					p = unsafe.Pointer(&mt.F32[0])
-				}
-				if err := cerr(C.bq_model_set_matrix(cm, C.int(l), C.int(k), p)); err != nil {
+				p, scales, _ := matrixData(mt, wt)
+				if err := cerr(C.bq_model_set_matrix(cm, C.int(l), C.int(k), p, scales)); err != nil {
 					return err
 				}
 			}
 			vecs := [8][]float32{lw.QKVBias, lw.AttnOutBias, lw.FFNInBias, lw.FFNOutBias,
 				lw.AttnNormGamma, lw.AttnNormBeta, lw.FFNNormGamma, lw.FFNNormBeta}
 			for i, v := range vecs {
-				C.bq_model_set_vector(cm, C.int(l), C.int(i), (*C.float)(unsafe.Pointer(&v[0])))
+				C.bq_model_set_vector(cm, C.int(l), C.int(i), fptr(v))
 			}
 			// Drop the pages read so far, so that resident memory never holds
 			// more than one layer twice.
 			f.DropPages()
 		}
-		return cerr(C.bq_model_set_pooler(cm, (*C.float)(unsafe.Pointer(&w.PoolerW[0])),
-			(*C.float)(unsafe.Pointer(&w.PoolerB[0]))))
+		// The tables stay in the mapped artifact, which outlives the model.
+		C.bq_model_set_embeddings(cm, fptr(w.Word), fptr(w.Position), fptr(w.Type), fptr(w.EmbGamma), fptr(w.EmbBeta))
+		C.bq_model_set_pooler(cm, fptr(w.PoolerW), fptr(w.PoolerB))
+		return nil
 	})
 	if err != nil {
 		if m.c != nil {
@@ -163,6 +205,7 @@ func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 		return nil, err
 	}
 	m.desc = C.GoString(C.bq_model_describe(m.c))
+	m.actMax = int(C.bq_model_act_max(m.c))
 	f.DropPages()
 	return m, nil
 }
@@ -173,6 +216,7 @@ type Model struct {
 	spec       engine.Spec
 	c          *C.bq_model
 	desc       string
+	actMax     int
 	clsW, clsB []float64
 
 	mu      sync.Mutex
@@ -180,15 +224,21 @@ type Model struct {
 	closed  bool
 }
 
-// Spec is the static shape and precision the artifact was compiled for.
+// Spec is the shape and precision the artifact was compiled for.
 func (m *Model) Spec() engine.Spec { return m.spec }
 
 // Backend is "onednn".
 func (m *Model) Backend() string { return Name }
 
-// Describe names the oneDNN version, the CPU ISA it dispatches to and the
-// implementations its matmul primitives chose (e.g. brg:avx512_core_amx_bf16).
+// Describe names the oneDNN version, the CPU ISA it dispatches to, what the
+// matmuls compute in and the implementations they chose (e.g. gemm:jit,
+// brg:avx512_core_amx_bf16).
 func (m *Model) Describe() string { return m.desc }
+
+// Int8ActMax is the range ±qa int8 activations are quantized to here: 127
+// where the CPU multiplies u8·s8 pairs into 32 bits (VNNI, AMX), else 63, so
+// that AVX2's 16-bit pair sums (vpmaddubsw) cannot saturate.
+func (m *Model) Int8ActMax() int { return m.actMax }
 
 // Close stops the model's remaining runners and frees its weights.
 func (m *Model) Close() error {
@@ -223,7 +273,7 @@ func (m *Model) NewRunner(core int) (engine.Runner, error) {
 	if core >= len(set)*64 {
 		return nil, fmt.Errorf("onednn: core %d out of range", core)
 	}
-	r := &Runner{m: m, reqs: make(chan request), quit: make(chan struct{}), done: make(chan struct{})}
+	r := &Runner{m: m, core: core, reqs: make(chan request), quit: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the pinned thread exits with the runner
@@ -253,6 +303,7 @@ func (m *Model) NewRunner(core int) (engine.Runner, error) {
 // Runner executes batches on one core. Run blocks until its batch is done.
 type Runner struct {
 	m         *Model
+	core      int
 	reqs      chan request
 	quit      chan struct{}
 	done      chan struct{}
@@ -260,55 +311,100 @@ type Runner struct {
 }
 
 type request struct {
-	mode   C.int // 0 forward, 1 GEMMs with post-ops, 2 bare GEMMs, 3 all but the encoder GEMMs
-	in     engine.Input
-	logits []float32
-	reply  chan error
+	fn    func(c *C.bq_runner) error
+	reply chan error
 }
 
 var (
-	_ engine.Runner = (*Runner)(nil)
-	_ Roofliner     = (*Runner)(nil)
+	_ engine.Runner      = (*Runner)(nil)
+	_ engine.PhaseRunner = (*Runner)(nil)
+	_ engine.Peaker      = (*Runner)(nil)
 )
 
-// Run fills logits ([Batch][Labels]) for one full static batch.
+// ISAPeak measures, on the runner's own thread (and core, when pinned), the
+// peak rate of the instruction its matmuls run on.
+func (r *Runner) ISAPeak(d time.Duration) (isa string, gflops float64, err error) {
+	p := C.bq_model_peak_isa(r.m.c)
+	if p == nil {
+		return "", 0, fmt.Errorf("onednn: no peak loop for this CPU's %s matmuls", r.m.spec.Precision)
+	}
+	isa = C.GoString(p)
+	err = r.do(func(*C.bq_runner) error {
+		gflops = float64(C.bq_peak_gops(p, C.double(d.Seconds())))
+		if gflops <= 0 {
+			return fmt.Errorf("onednn: the %s peak loop cannot run here", isa)
+		}
+		return nil
+	})
+	return isa, gflops, err
+}
+
+// Run fills logits ([sequences][Labels]) for one batch, packed or static.
 func (r *Runner) Run(in engine.Input, logits []float32) error {
+	return r.RunPhase(engine.PhaseForward, in, logits)
+}
+
+var phaseModes = map[engine.Phase]C.int{
+	engine.PhaseForward:   C.BQ_FORWARD,
+	engine.PhaseGEMMs:     C.BQ_GEMMS,
+	engine.PhaseBareGEMMs: C.BQ_BARE_GEMMS,
+	engine.PhaseNonGEMM:   C.BQ_NON_GEMM,
+}
+
+// RunPhase runs part of a forward of in (see engine.PhaseRunner); only the
+// whole forward leaves meaningful logits.
+func (r *Runner) RunPhase(p engine.Phase, in engine.Input, logits []float32) error {
 	s, c := r.m.spec, r.m.w.Config
+	mode, ok := phaseModes[p]
+	if !ok {
+		return fmt.Errorf("%w: unknown phase %d", engine.ErrInput, p)
+	}
 	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
 		return err
 	}
-	if len(logits) < s.Batch*s.Labels {
-		return fmt.Errorf("%w: logits holds %d values, want %d×%d", engine.ErrInput, len(logits), s.Batch, s.Labels)
-	}
-	return r.do(request{mode: 0, in: in, logits: logits})
-}
-
-// RunGEMMs executes only the matmuls of one forward (see Roofliner).
-func (r *Runner) RunGEMMs(postOps bool) error {
-	mode := C.int(1)
-	if !postOps {
-		mode = 2
-	}
-	return r.do(request{mode: mode})
-}
-
-// RunNonGEMM runs one batch through everything but the encoder GEMMs
-// (embedding, re-layouts, softmax, LayerNorm, pooler, classifier, on the stale
-// GEMM outputs): the work the roofline leaves out, timed alone. Its logits are
-// meaningless; it is a diagnostic for benchmarks.
-func (r *Runner) RunNonGEMM(in engine.Input, logits []float32) error {
-	s, c := r.m.spec, r.m.w.Config
-	if err := engine.Check(s, c.VocabSize, c.TypeVocabSize, in); err != nil {
+	if err := engine.CheckLogits(s, in, logits); err != nil {
 		return err
 	}
-	if len(logits) < s.Batch*s.Labels {
-		return fmt.Errorf("%w: logits holds %d values, want %d×%d", engine.ErrInput, len(logits), s.Batch, s.Labels)
+	lens := in.Lengths
+	if lens == nil {
+		lens = make([]int32, s.Batch)
+		for i := range lens {
+			lens[i] = int32(s.Seq)
+		}
 	}
-	return r.do(request{mode: 3, in: in, logits: logits})
+	return r.do(func(cr *C.bq_runner) error {
+		var mask *C.int32_t
+		if in.AttentionMask != nil {
+			mask = (*C.int32_t)(unsafe.Pointer(&in.AttentionMask[0]))
+		}
+		err := cerr(C.bq_runner_forward(cr, mode, C.int(len(lens)), (*C.int32_t)(unsafe.Pointer(&lens[0])),
+			(*C.int32_t)(unsafe.Pointer(&in.InputIDs[0])), (*C.int32_t)(unsafe.Pointer(&in.TokenTypeIDs[0])), mask))
+		if err != nil || mode != C.BQ_FORWARD {
+			return err
+		}
+		r.classify(C.bq_runner_pooled(cr), len(lens), logits)
+		return nil
+	})
 }
 
-func (r *Runner) do(req request) error {
-	req.reply = make(chan error, 1)
+// classify runs the classifier in float64 on the pooled states.
+func (r *Runner) classify(p *C.float, seqs int, logits []float32) {
+	H, L := r.m.w.Config.HiddenSize, r.m.spec.Labels
+	pooled := unsafe.Slice((*float32)(unsafe.Pointer(p)), seqs*H)
+	for b := 0; b < seqs; b++ {
+		row := pooled[b*H : (b+1)*H]
+		for l := 0; l < L; l++ {
+			acc := r.m.clsB[l]
+			for k, v := range row {
+				acc += float64(v) * r.m.clsW[k*L+l]
+			}
+			logits[b*L+l] = float32(acc)
+		}
+	}
+}
+
+func (r *Runner) do(fn func(c *C.bq_runner) error) error {
+	req := request{fn: fn, reply: make(chan error, 1)}
 	select {
 	case r.reqs <- req:
 	case <-r.quit:
@@ -348,44 +444,11 @@ func (r *Runner) exec(c *C.bq_runner, req request) (err error) {
 			err = fmt.Errorf("onednn: internal error: %v", p)
 		}
 	}()
-	if req.mode == 1 || req.mode == 2 {
-		return cerr(C.bq_runner_forward(c, req.mode))
-	}
-	w, s := r.m.w, r.m.spec
-	H, T := w.Config.HiddenSize, s.Batch*s.Seq
-	// The embedding gather and LayerNorm run in C (engine.Weights.Embed's
-	// arithmetic with float32 statistics), writing the bf16 copy as they go.
-	C.bq_runner_embed(c, (*C.float)(&w.Word[0]), (*C.float)(&w.Position[0]), (*C.float)(&w.Type[0]),
-		(*C.float)(&w.EmbGamma[0]), (*C.float)(&w.EmbBeta[0]),
-		(*C.int32_t)(&req.in.InputIDs[0]), (*C.int32_t)(&req.in.TokenTypeIDs[0]))
-	mask := unsafe.Slice((*float32)(unsafe.Pointer(C.bq_runner_mask(c))), T)
-	for i, v := range req.in.AttentionMask {
-		if v != 0 {
-			mask[i] = 0
-		} else {
-			mask[i] = -math.MaxFloat32
-		}
-	}
-	if err := cerr(C.bq_runner_forward(c, req.mode)); err != nil {
-		return err
-	}
-	pooled := unsafe.Slice((*float32)(unsafe.Pointer(C.bq_runner_pooled(c))), s.Batch*H)
-	L := s.Labels
-	for b := 0; b < s.Batch; b++ {
-		p := pooled[b*H : (b+1)*H]
-		for l := 0; l < L; l++ {
-			acc := r.m.clsB[l]
-			for k, v := range p {
-				acc += float64(v) * r.m.clsW[k*L+l]
-			}
-			req.logits[b*L+l] = float32(acc)
-		}
-	}
-	return nil
+	return req.fn(c)
 }
 
-// setSIMD switches the C element-wise kernels between AVX-512 (when the CPU
-// has it) and the portable scalar loops; tests compare the two.
+// setSIMD switches the C element-wise kernels between AVX2 (when the CPU has
+// it) and the portable scalar loops; tests compare the two.
 func setSIMD(on bool) {
 	v := C.int(0)
 	if on {
