@@ -83,9 +83,10 @@ func TestAssign(t *testing.T) {
 	}
 }
 
-// FuzzParse checks Parse against a separate, regexp-based reading of the list
-// syntax, and that Format gives back a list that parses to the same CPUs.
-func FuzzParse(f *testing.F) {
+// FuzzParseCPUList checks Parse against a separate, regexp-based reading of
+// the list syntax, and that Format gives back a list that parses to the same
+// CPUs.
+func FuzzParseCPUList(f *testing.F) {
 	for _, s := range []string{"0", "0-3,6", "4-7", "1,1,0-1", "3-1", "", ",", "1023", "1024", "0-1023", "a-b", "1--2"} {
 		f.Add(s)
 	}
