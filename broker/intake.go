@@ -70,6 +70,8 @@ type Intake struct {
 	watchDone   chan struct{}
 	lookups     chan struct{} // a slot per confirmation in flight
 	lookupFn    func(model string) (bool, error)
+	lookupsMu   sync.Mutex // guards stopping and lookupsDone.Add against Stop's Wait
+	stopping    bool
 	lookupsDone sync.WaitGroup
 	bucketMu    sync.Mutex
 	bucket      jetstream.ObjectStore
@@ -165,6 +167,10 @@ func (in *Intake) Service() micro.Service { return in.svc }
 func (in *Intake) Stop() error {
 	in.deadSub.Unsubscribe()
 	err := in.svc.Stop()
+	// The endpoints drain: a handler may still be running, and start a lookup.
+	in.lookupsMu.Lock()
+	in.stopping = true
+	in.lookupsMu.Unlock()
 	in.lookupsDone.Wait()
 	in.stopWatching()
 	select {

@@ -169,17 +169,10 @@ func (in *Intake) modelBucket(ctx context.Context) (jetstream.ObjectStore, error
 // the watch may be down, so the bucket is asked; but outside the handler,
 // which serves one message at a time, and at most maxLookups at once.
 func (in *Intake) confirm(p *pendingReq, model string, data []byte) {
-	select {
-	case in.lookups <- struct{}{}:
-	default:
-		if in.models.isReady() {
-			in.replyAsync(p, unknownModel(model))
-		} else {
-			in.replyAsync(p, schemas.Errorf(schemas.CodeUnavailable, "cannot look up model %q now: the intake is busy and not yet watching the %s bucket; retry", model, schemas.ModelBucket))
-		}
+	if e := in.takeLookup(model); e != nil {
+		in.replyAsync(p, e)
 		return
 	}
-	in.lookupsDone.Add(1)
 	go func() {
 		defer func() { <-in.lookups; in.lookupsDone.Done() }()
 		exists, err := in.lookupFn(model)
@@ -193,6 +186,27 @@ func (in *Intake) confirm(p *pendingReq, model string, data []byte) {
 			in.enqueue(p, schemas.WorkSubject(model), data, func(e *schemas.Error) { in.replyAsync(p, e) })
 		}
 	}()
+}
+
+// takeLookup reserves one of the maxLookups lookups, or says why there is
+// none: every one is taken (the name is then unknown, as far as the watch
+// knows), or the intake is stopping.
+func (in *Intake) takeLookup(model string) *schemas.Error {
+	in.lookupsMu.Lock()
+	defer in.lookupsMu.Unlock()
+	if in.stopping {
+		return schemas.Errorf(schemas.CodeUnavailable, "the intake is stopping; retry")
+	}
+	select {
+	case in.lookups <- struct{}{}:
+		in.lookupsDone.Add(1)
+		return nil
+	default:
+	}
+	if in.models.isReady() {
+		return unknownModel(model)
+	}
+	return schemas.Errorf(schemas.CodeUnavailable, "cannot look up model %q now: the intake is busy and not yet watching the %s bucket; retry", model, schemas.ModelBucket)
 }
 
 // lookup asks the model bucket whether an object named model exists.
