@@ -45,7 +45,7 @@ pids+=($!)
 step "compile job: synthetic:bert-large → ${MODEL} (bf16, batch 4, seq 128)"
 # The intake answers once the broker has provisioned; until then there are no responders.
 for try in $(seq 50); do
-	if "$BIN" compile --submit --nats "$URL" --name "$MODEL" --input synthetic:bert-large \
+	if "$BIN" compile --submit --nats "$URL" --model "$MODEL" --input synthetic:bert-large \
 		--precision bf16 --batch 4 --seq 128 2>"$WORK/submit.err"; then
 		break
 	fi

@@ -31,8 +31,8 @@ if [ ! -f "$ART" ]; then
 	"$BIN" compile --input synthetic:bert-large --output "$ART"
 fi
 
-echo "== engine alone: bertq bench --cores $CORES --seconds $SECONDS_BENCH"
-"$BIN" bench --model "$ART" --cores "$CORES" --seconds "$SECONDS_BENCH" --json >"$WORK/bench.out" 2>"$WORK/bench.err"
+echo "== engine alone: bertq bench --parallel $CORES --seconds $SECONDS_BENCH"
+"$BIN" bench --artifact "$ART" --parallel "$CORES" --seconds "$SECONDS_BENCH" --json >"$WORK/bench.out" 2>"$WORK/bench.err"
 grep -v '^{' "$WORK/bench.out" || true
 engine=$(tail -n1 "$WORK/bench.out" | sed -E 's/.*"seq_per_s":([0-9.eE+-]+).*/\1/')
 
@@ -41,7 +41,7 @@ echo "== through NATS: broker + worker --parallel $CORES + producer ($CLIENTS cl
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null && break; sleep 0.1; done
 MPORT=$((PORT + 1))
-"$BIN" worker --nats "$URL" --model bench --model-file "$ART" --parallel "$CORES" --metrics "127.0.0.1:${MPORT}" 2>"$WORK/worker.log" &
+"$BIN" worker --nats "$URL" --model bench --artifact "$ART" --parallel "$CORES" --metrics "127.0.0.1:${MPORT}" 2>"$WORK/worker.log" &
 pids+=($!)
 until grep -q "worker serving" "$WORK/worker.log"; do
 	if ! kill -0 "${pids[-1]}" 2>/dev/null; then

@@ -57,23 +57,53 @@ func (w *Worker) process(r engine.Runner, b *batch, msgs []jetstream.Msg) {
 	if len(jobs) == 0 {
 		return
 	}
-	w.fill(b, jobs)
-
 	_, maxDeliver, ackWait := w.consumer()
 	stop := w.keepAlive(jobs, ackWait)
+	failed, cause := w.compute(r, b, jobs)
+	stop()
+	if len(failed) > 0 {
+		w.failBatch(failed, cause, maxDeliver)
+	}
+}
+
+// compute runs jobs as one batch and answers them. When the batch fails and
+// holds more than one request, each runs again alone, so that one input the
+// engine cannot run (a poison row) fails only itself and its batch-mates are
+// answered. It returns the requests that failed and the last cause.
+func (w *Worker) compute(r engine.Runner, b *batch, jobs []*job) (failed []*job, cause error) {
+	cause = w.runBatch(r, b, jobs)
+	if cause == nil {
+		return nil, nil
+	}
+	if len(jobs) == 1 {
+		return jobs, cause
+	}
+	w.log.Warn().Err(cause).Int("requests", len(jobs)).Msg("batch failed; running its requests one at a time")
+	for _, j := range jobs {
+		if err := w.runBatch(r, b, []*job{j}); err != nil {
+			failed, cause = append(failed, j), err
+		}
+	}
+	return failed, cause
+}
+
+// runBatch fills the static batch with jobs (padding the rest), runs it and
+// answers every job; on an engine failure it answers none.
+func (w *Worker) runBatch(r engine.Runner, b *batch, jobs []*job) error {
+	w.fill(b, jobs)
 	start := time.Now()
 	err := runSafe(r, b.in, b.logits)
 	compute := time.Since(start)
-	stop()
 	if err != nil {
-		w.failBatch(jobs, err, maxDeliver)
-		return
+		w.m.failedBatch()
+		return err
 	}
 	w.m.batch(len(jobs), w.spec.Batch-len(jobs), compute)
 	L := w.spec.Labels
 	for i, j := range jobs {
 		w.answer(j, b.logits[i*L:(i+1)*L], compute, len(jobs))
 	}
+	return nil
 }
 
 // decode reads and validates one message into a job with its input row. On
@@ -263,12 +293,12 @@ func (w *Worker) reject(j *job, e *schemas.Error) {
 	j.msg.TermWithReason(e.Code)
 }
 
-// failBatch handles an engine failure: each request is retried after a delay
-// until its last allowed delivery, then dead-lettered with its headers and
-// answered with an internal error.
+// failBatch handles requests the engine failed to run (alone, when they came
+// in a batch of several): each is retried after a delay until its last
+// allowed delivery, then dead-lettered with its headers and answered with an
+// internal error.
 func (w *Worker) failBatch(jobs []*job, cause error, maxDeliver int) {
-	w.log.Error().Err(cause).Int("requests", len(jobs)).Msg("batch failed")
-	w.m.failedBatch()
+	w.log.Error().Err(cause).Int("requests", len(jobs)).Msg("engine failed to run requests")
 	for _, j := range jobs {
 		md, err := j.msg.Metadata()
 		last := err != nil || (maxDeliver > 0 && md.NumDelivered >= uint64(maxDeliver))
