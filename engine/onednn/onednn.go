@@ -233,7 +233,6 @@ func (m *Model) Backend() string { return Name }
 // brg:avx512_core_amx_bf16).
 func (m *Model) Describe() string { return m.desc }
 
-
 // Close stops the model's remaining runners and frees its weights.
 func (m *Model) Close() error {
 	m.mu.Lock()
