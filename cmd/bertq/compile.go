@@ -19,7 +19,7 @@ func init() {
 			output := fs.String("output", "", "artifact file to write")
 			batch := fs.Int("batch", d.Batch, "static batch size")
 			seq := fs.Int("seq", d.Seq, "static sequence length")
-			precision := fs.String("precision", string(d.Precision), "matmul precision: bf16 or fp32")
+			precision := fs.String("precision", string(d.Precision), "encoder matmul precision: bf16, fp32 or int8 (s8 weights, u8 activations per token)")
 			gelu := fs.String("gelu", d.GELU, "GELU variant: auto (the checkpoint's), exact, tanh or crude")
 			device := addDeviceFlag(fs, "the backend that verifies the artifact")
 			noVerify := fs.Bool("no-verify", false, "skip running the artifact against the float64 reference")
