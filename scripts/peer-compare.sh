@@ -7,7 +7,9 @@
 #   ROUNDS=3 SECONDS_EACH=20 scripts/peer-compare.sh [CONTENDER ...]
 #
 # Contenders (default: all): peer-static peer-b4 peer-b10 bf16-static
-# bf16-padded bf16-packed int8-static int8-padded int8-packed int8-packed-b10.
+# bf16-padded bf16-packed int8-static int8-padded int8-packed int8-packed-b10;
+# also bf16-packed-bucketed and int8-packed-bucketed (matmul primitives per
+# bucket of rows instead of one with a runtime M).
 # "static" is batch 4 × seq 128 with every token real; "padded" and "packed"
 # run the MRPC dev lengths (testdata/mrpc-dev-lengths.json): padded to the
 # compiled 128 (--pad static) or packed (--pad none); the peer pads each batch
@@ -53,6 +55,8 @@ run_one() {
 	int8-padded) "${b[@]}" --artifact "$(artifact int8 4)" --lengths "$LENGTHS" --pad static ;;
 	int8-packed) "${b[@]}" --artifact "$(artifact int8 4)" --lengths "$LENGTHS" ;;
 	int8-packed-b10) "${b[@]}" --artifact "$(artifact int8 10)" --lengths "$LENGTHS" ;;
+	bf16-packed-bucketed) "${b[@]}" --artifact "$(artifact bf16 4)" --lengths "$LENGTHS" --matmul-rows bucketed ;;
+	int8-packed-bucketed) "${b[@]}" --artifact "$(artifact int8 4)" --lengths "$LENGTHS" --matmul-rows bucketed ;;
 	*) echo "peer-compare: unknown contender $1" >&2; exit 2 ;;
 	esac 2>/dev/null | grep '^{' | tail -n1
 }
@@ -101,6 +105,8 @@ console.log(`int8 / bf16, static 4×128            ${ratio('int8-static', 'bf16-
 console.log(`bf16 packed / peer best (${peerBest ?? 'n/a'})  ${ratio('bf16-packed', peerBest)}`);
 console.log(`int8 packed / peer best (${peerBest ?? 'n/a'})  ${ratio('int8-packed', peerBest)}`);
 console.log(`int8 packed b10 / peer best          ${ratio('int8-packed-b10', peerBest)}`);
+console.log(`runtime M / bucketed M, bf16 packed  ${ratio('bf16-packed', 'bf16-packed-bucketed')}`);
+console.log(`runtime M / bucketed M, int8 packed  ${ratio('int8-packed', 'int8-packed-bucketed')}`);
 console.log(`bf16 static / peer static            ${ratio('bf16-static', 'peer-static')}`);
 console.log(`int8 static / peer static            ${ratio('int8-static', 'peer-static')}`);
 EOF
