@@ -29,7 +29,7 @@ func TestKernelActivations(t *testing.T) {
 			for v := -12.0; v <= 12; v += 0.0137 {
 				x = append(x, float32(v))
 			}
-			x = append(x, 0, -0.0, 1e-30, -1e-30, 40, -40, 1e6, -1e6)
+			x = append(x, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 40, -40, 1e6, -1e6)
 			got := append([]float32(nil), x...)
 			kernelAct(got, code)
 			for i, v := range x {
