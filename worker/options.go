@@ -60,6 +60,9 @@ type options struct {
 	retryDelay    time.Duration
 	statsEvery    time.Duration
 	pin           bool
+	limits        engine.Limits
+	padding       Pad
+	prefetch      int
 }
 
 func defaults() options {
@@ -77,6 +80,7 @@ func defaults() options {
 		retryDelay: time.Second,
 		statsEvery: time.Second,
 		pin:        true,
+		padding:    PadNone,
 	}
 }
 
@@ -94,8 +98,9 @@ func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l }
 // WithID names this worker in replies, logs and metrics (default host-pid).
 func WithID(id string) Option { return func(o *options) { o.id = id } }
 
-// WithFetchWait bounds how long a loop waits for its first request before
-// asking again; it is also the longest a drain waits (default 1 s).
+// WithFetchWait sets how long one pull request waits on the server before the
+// worker renews it (default 1 s, at least 1 s): idle workers ask this often,
+// and a pull lost with a failed server is replaced within about this long.
 func WithFetchWait(d time.Duration) Option { return func(o *options) { o.fetchWait = d } }
 
 // WithAckWait sets the consumer's AckWait (default 30 s); batches that run
@@ -117,6 +122,35 @@ func WithRetryDelay(d time.Duration) Option { return func(o *options) { o.retryD
 // WithStatsInterval sets the throughput log period (default 1 s; ≤ 0 disables
 // the log line, not the metrics).
 func WithStatsInterval(d time.Duration) Option { return func(o *options) { o.statsEvery = d } }
+
+// Pad is how a batch is laid out for the engine.
+type Pad string
+
+// Pad values.
+const (
+	// PadNone packs each request's real tokens back to back (engine.Input
+	// with Lengths): no padding, no dummy rows.
+	PadNone Pad = "none"
+	// PadStatic is the seed's layout: every request padded to the compiled
+	// length, and a short batch filled with dummy rows up to the compiled
+	// batch.
+	PadStatic Pad = "static"
+)
+
+// WithPad picks the batch layout (default PadNone).
+func WithPad(p Pad) Option { return func(o *options) { o.padding = p } }
+
+// WithLimits bounds each batch: at most l.Seqs requests and, packed, l.Tokens
+// tokens (zero fields: the artifact's batch, and batch × seq). A loop blocks
+// for its first request, then takes what already waits while the next one
+// fits (engine.Limits.Admits).
+func WithLimits(l engine.Limits) Option { return func(o *options) { o.limits = l } }
+
+// WithPrefetch sets how many requests the worker pulls ahead of its loops
+// (default 2 × parallel × batch): enough that a loop never waits on the
+// network between batches, few enough that another worker still gets work.
+// Requests held this way are kept alive like the batch in hand.
+func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
 
 // WithPinning pins loop i's Runner to core i mod NumCPU (default true).
 func WithPinning(on bool) Option { return func(o *options) { o.pin = on } }

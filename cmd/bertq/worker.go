@@ -24,7 +24,7 @@ import (
 func init() {
 	register(&command{
 		name:    "worker",
-		summary: "serve a compiled model from the JetStream queue, in static batches",
+		summary: "serve a compiled model from the JetStream queue, in packed (or static) batches",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			o := &workerFlags{}
 			o.nats = addNATSFlags(fs, "")
@@ -38,6 +38,9 @@ func init() {
 			fs.DurationVar(&o.ackWait, "ack-wait", 30*time.Second, "JetStream AckWait of the shared consumer")
 			fs.IntVar(&o.maxDeliver, "max-deliver", 5, "deliveries of a request before it is dead-lettered")
 			fs.BoolVar(&o.jsonLog, "log-json", false, "log JSON lines instead of console text")
+			fs.StringVar(&o.pad, "pad", "none", "batch layout: none (packed real tokens) or static (each sequence padded to the compiled length, short batches filled with dummy rows)")
+			fs.IntVar(&o.limits.Seqs, "batch", 0, "most sequences per batch (default: the artifact's batch)")
+			fs.IntVar(&o.limits.Tokens, "max-tokens", 0, "most tokens per packed batch (default: batch × seq)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
@@ -54,6 +57,8 @@ type workerFlags struct {
 	parallel, maxDeliver                         int
 	ackWait                                      time.Duration
 	jsonLog                                      bool
+	pad                                          string
+	limits                                       engine.Limits
 }
 
 func runWorker(ctx context.Context, e *env, o *workerFlags) error {
@@ -69,6 +74,10 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 		return fmt.Errorf("%w: model name %q: use 1 to 64 of letters, digits, '-' and '_' (set --model)", errUsage, name)
 	case o.parallel < 1:
 		return fmt.Errorf("%w: --parallel must be at least 1", errUsage)
+	case o.pad != string(worker.PadNone) && o.pad != string(worker.PadStatic):
+		return fmt.Errorf("%w: --pad %q: want none or static", errUsage, o.pad)
+	case o.limits.Seqs < 0 || o.limits.Tokens < 0:
+		return fmt.Errorf("%w: --batch and --max-tokens must be positive", errUsage)
 	}
 	log := base.With().Str("model", name).Logger()
 
@@ -130,6 +139,7 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 	opts := []worker.Option{
 		worker.WithInfo(info), worker.WithParallel(o.parallel), worker.WithLogger(base), // the worker adds model and worker id
 		worker.WithAckWait(o.ackWait), worker.WithMaxDeliver(o.maxDeliver),
+		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits),
 	}
 	if o.id != "" {
 		opts = append(opts, worker.WithID(o.id))
