@@ -43,6 +43,9 @@ func jsonID(data []byte) (id string, ok bool) {
 	if !found || !plain || len(raw) < 3 || raw[0] != '"' {
 		return "", false
 	}
+	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+		return string(body), true // no escapes: the string is its bytes
+	}
 	if json.Unmarshal(raw, &id) != nil || id == "" {
 		return "", false
 	}

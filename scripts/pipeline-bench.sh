@@ -33,6 +33,7 @@ WARM=${WARM:-3}              # seconds of load before the window opens
 WINDOW=${WINDOW:-10}         # seconds measured
 CLIENTS=${CLIENTS:-256}
 PARALLEL=${PARALLEL:-$(nproc)}
+WORKER_ARGS=${WORKER_ARGS:-}  # extra flags for this build's worker, e.g. "--prefetch 64"
 MODE=${MODE:-intake}         # intake (request/reply via bert.infer.<model>) or direct (JetStream publish)
 PORT=${PORT:-}               # default: a free one (other people run this script too)
 TINY=${TINY:-../shared/testdata/models/tiny-fp32}
@@ -135,8 +136,9 @@ pipeline() {
 	nats -s "$URL" object put bertq-models "$art" --name bench --force --no-progress >/dev/null
 	local artflag=--model-file
 	"$bin" worker -h 2>&1 | grep -q -- '-artifact ' && artflag=--artifact
+	# shellcheck disable=SC2086 # WORKER_ARGS: extra flags, split on spaces
 	"$bin" worker --nats "$URL" --model bench $artflag "$art" --parallel "$par" \
-		--metrics "127.0.0.1:${MPORT}" --cache "$WORK/cache" 2>"$log.worker" &
+		--metrics "127.0.0.1:${MPORT}" --cache "$WORK/cache" ${WORKER_ARGS:-} 2>"$log.worker" &
 	WORKER=$!
 	pids+=("$WORKER")
 	until grep -q "worker serving" "$log.worker" 2>/dev/null; do

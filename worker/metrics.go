@@ -38,6 +38,13 @@ func (h *histogram) observe(v float64) {
 	h.n++
 }
 
+// total is the sum of the observed values.
+func (h *histogram) total() float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sum
+}
+
 func (h *histogram) write(w io.Writer, name, help, labels string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -112,7 +112,7 @@ func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait =
 func WithMaxDeliver(n int) Option { return func(o *options) { o.maxDeliver = n } }
 
 // WithMaxAckPending sets the consumer's MaxAckPending (default the larger of
-// 1024 and 4 × parallel × batch).
+// 2048, 4 × parallel × batch and twice the prefetch).
 func WithMaxAckPending(n int) Option { return func(o *options) { o.maxAckPending = n } }
 
 // WithRetryDelay sets the delay before a failed batch's requests are
@@ -146,10 +146,12 @@ func WithPad(p Pad) Option { return func(o *options) { o.padding = p } }
 // fits (engine.Limits.Admits).
 func WithLimits(l engine.Limits) Option { return func(o *options) { o.limits = l } }
 
-// WithPrefetch sets how many requests the worker pulls ahead of its loops
-// (default 2 × parallel × batch): enough that a loop never waits on the
-// network between batches, few enough that another worker still gets work.
-// Requests held this way are kept alive like the batch in hand.
+// WithPrefetch fixes how many requests may be on their way from the server
+// to the worker, beyond the batch waiting decoded for each loop. By default
+// the worker sizes it from its engine's measured speed: about 50 ms of work,
+// at least one batch per loop, so that a loop never waits on the network
+// between batches while a slow engine does not hoard requests other workers
+// could serve. Requests held this way are kept alive like the batch in hand.
 func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
 
 // WithPinning pins loop i's Runner to core i mod NumCPU (default true).

@@ -3,31 +3,37 @@ package worker
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// pull keeps requests flowing into w.ready until ctx ends: one Consume on the
-// shared durable, pulling ahead up to the prefetch, so that a loop finishing a
-// batch finds the next one waiting instead of asking the server for it. Each
-// request is decoded and tokenized here, off the loops. On cancellation the
-// pull is drained: what the server already sent is still decoded and queued,
-// and the loops answer it. It restarts the Consume when the consumer vanishes
-// or the connection closes under it.
+// pull keeps requests flowing into w.ready until ctx ends: a Consume on the
+// shared durable pulls ahead, so that a loop finishing a batch finds the next
+// one waiting instead of asking the server for it, and each request is decoded
+// and tokenized here, off the loops. How far it pulls ahead follows the
+// engine's speed (see pullWindow). On cancellation the pull is drained: what
+// the server already sent is still decoded and queued, and the loops answer
+// it. It restarts the Consume when the consumer vanishes or the connection
+// closes under it.
 func (w *Worker) pull(ctx context.Context) {
 	var lastWarn time.Time
+	var draining []jetstream.ConsumeContext // resized away, finishing their deliveries
+	defer func() {
+		for _, cc := range draining {
+			<-cc.Closed()
+		}
+	}()
+	win := newPullWindow(w)
 	for ctx.Err() == nil {
-		cc, err := w.consume()
+		cc, err := w.consume(win.size)
 		if err == nil {
-			select {
-			case <-ctx.Done():
+			if cc, err = w.serve(ctx, cc, win, &draining); err == nil {
 				cc.Drain()
 				<-cc.Closed()
 				return
-			case <-cc.Closed():
-				err = errors.New("the pull stopped")
 			}
 		}
 		if time.Since(lastWarn) > 5*time.Second {
@@ -45,11 +51,44 @@ func (w *Worker) pull(ctx context.Context) {
 	}
 }
 
-// consume starts pulling from the current consumer.
-func (w *Worker) consume() (jetstream.ConsumeContext, error) {
+// serve watches a running Consume until ctx ends (nil error: the caller
+// drains it) or the Consume stops by itself. Every second it checks the pull
+// window against the engine's speed and, when it is off by 2× or more, moves
+// to a new Consume of the right size, draining the old one.
+func (w *Worker) serve(ctx context.Context, cc jetstream.ConsumeContext, win *pullWindow, draining *[]jetstream.ConsumeContext) (jetstream.ConsumeContext, error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return cc, nil
+		case <-cc.Closed():
+			return nil, errors.New("the pull stopped")
+		case <-t.C:
+			size, ok := win.resize()
+			if !ok {
+				continue
+			}
+			next, err := w.consume(size)
+			if err != nil {
+				w.log.Warn().Err(err).Msg("resizing the pull window failed; keeping the old one")
+				continue
+			}
+			cc.Drain()
+			*draining = append(*draining, cc)
+			cc = next
+			w.log.Info().Int("pull", size).Msg("pull window resized to the engine's speed")
+		}
+	}
+}
+
+// consume starts pulling from the current consumer, at most size requests
+// on their way at a time; a new pull request goes out when half of the last
+// one has arrived.
+func (w *Worker) consume(size int) (jetstream.ConsumeContext, error) {
 	cons, _, _ := w.consumer()
 	return cons.Consume(w.receive,
-		jetstream.PullMaxMessages(w.pullSize()),
+		jetstream.PullMaxMessages(size),
 		jetstream.PullExpiry(w.o.fetchWait),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -58,11 +97,57 @@ func (w *Worker) consume() (jetstream.ConsumeContext, error) {
 		}))
 }
 
-// pullSize is how many requests may be on their way from the server: half
-// the prefetch; the other half waits decoded in w.ready. A new pull request
-// goes out when half of the last one has arrived, so the loops find requests
-// waiting as long as the server has them.
-func (w *Worker) pullSize() int { return max(1, w.o.prefetch/2) }
+// pullLead is how much of the engine's work a worker keeps on its way from
+// the server: enough to cover a pull's round trip on a busy host, so that the
+// loops never wait on the network, and little enough that a slow engine does
+// not hoard requests other workers could serve, nor hold them near AckWait.
+const pullLead = 50 * time.Millisecond
+
+// maxPull bounds the pull window whatever the engine's speed.
+const maxPull = 1024
+
+// pullWindow sizes the Consume: WithPrefetch fixes it; by default it starts
+// at one batch per loop and follows the engine's measured capacity (requests
+// per second of compute, across the loops) × pullLead.
+type pullWindow struct {
+	w              *Worker
+	size, min, max int
+	fixed          bool
+	seqs           uint64  // requests run, at the last look
+	computeMS      float64 // engine time spent on them, at the last look
+}
+
+func newPullWindow(w *Worker) *pullWindow {
+	p := &pullWindow{w: w, min: w.o.parallel * w.limits.Seqs}
+	p.max = max(p.min, min(maxPull, w.o.maxAckPending/2))
+	p.size, p.fixed = p.min, w.o.prefetch > 0
+	if p.fixed {
+		p.size = w.o.prefetch
+	}
+	p.seqs, p.computeMS = w.m.realSlots.Load(), w.m.compute.total()
+	return p
+}
+
+// resize returns the window the engine's speed since the last look asks for,
+// and whether it differs from the current one by 2× or more.
+func (p *pullWindow) resize() (int, bool) {
+	if p.fixed {
+		return p.size, false
+	}
+	seqs, computeMS := p.w.m.realSlots.Load(), p.w.m.compute.total()
+	dSeqs, dMS := seqs-p.seqs, computeMS-p.computeMS
+	if dSeqs < 2*uint64(p.w.o.parallel) || dMS <= 0 {
+		return p.size, false // too little run to judge by
+	}
+	p.seqs, p.computeMS = seqs, computeMS
+	perSecond := float64(dSeqs) / (dMS / 1000) * float64(p.w.o.parallel)
+	want := min(p.max, max(p.min, int(math.Ceil(perSecond*pullLead.Seconds()))))
+	if want < 2*p.size && 2*want > p.size {
+		return p.size, false
+	}
+	p.size = want
+	return want, true
+}
 
 // receive is the Consume handler: it decodes one request and queues it for
 // the loops, or answers it at once when it cannot be run. It blocks while the

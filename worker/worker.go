@@ -89,12 +89,9 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if o.prefetch == 0 {
-		o.prefetch = 2 * o.parallel * limits.Seqs
-	}
 	o.fetchWait = max(o.fetchWait, time.Second) // the shortest pull JetStream takes
 	if o.maxAckPending <= 0 {
-		o.maxAckPending = max(1024, 4*o.parallel*spec.Batch, 2*o.prefetch)
+		o.maxAckPending = max(2*maxPull, 4*o.parallel*spec.Batch, 2*o.prefetch)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -187,7 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer svc.Stop()
 	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).
 		Int("batch", w.spec.Batch).Int("seq", w.spec.Seq).Bool("synthetic", w.info.Synthetic).
-		Str("pad", string(w.o.padding)).Int("max_batch", w.limits.Seqs).Int("max_tokens", w.limits.Tokens).Int("prefetch", w.o.prefetch).
+		Str("pad", string(w.o.padding)).Int("max_batch", w.limits.Seqs).Int("max_tokens", w.limits.Tokens).
 		Str("consumer", schemas.WorkerDurable(w.info.Name)).Msg("worker serving")
 
 	statsDone := make(chan struct{})
@@ -199,7 +196,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The pipeline: the puller decodes requests into ready, the loops batch
 	// and run them, the replier answers and acks; each stage ends after the
 	// one before it, so that a drain answers everything pulled.
-	w.ready = make(chan *job, w.o.prefetch-w.pullSize())
+	w.ready = make(chan *job, w.o.parallel*w.limits.Seqs) // a batch ready for every loop
 	w.pulled = make(chan struct{})
 	w.done = make(chan *answered, 2*len(runners))
 	replied := make(chan struct{})

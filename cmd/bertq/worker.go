@@ -41,6 +41,7 @@ func init() {
 			fs.StringVar(&o.pad, "pad", "none", "batch layout: none (packed real tokens) or static (each sequence padded to the compiled length, short batches filled with dummy rows)")
 			fs.IntVar(&o.limits.Seqs, "batch", 0, "most sequences per batch (default: the artifact's batch)")
 			fs.IntVar(&o.limits.Tokens, "max-tokens", 0, "most tokens per packed batch (default: batch × seq)")
+			fs.IntVar(&o.prefetch, "prefetch", 0, "requests pulled ahead of the batch loops (default: 2 × parallel × batch)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
@@ -54,7 +55,7 @@ func init() {
 type workerFlags struct {
 	nats                                         *natsFlags
 	model, modelFile, device, cache, metrics, id string
-	parallel, maxDeliver                         int
+	parallel, maxDeliver, prefetch               int
 	ackWait                                      time.Duration
 	jsonLog                                      bool
 	pad                                          string
@@ -76,8 +77,8 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 		return fmt.Errorf("%w: --parallel must be at least 1", errUsage)
 	case o.pad != string(worker.PadNone) && o.pad != string(worker.PadStatic):
 		return fmt.Errorf("%w: --pad %q: want none or static", errUsage, o.pad)
-	case o.limits.Seqs < 0 || o.limits.Tokens < 0:
-		return fmt.Errorf("%w: --batch and --max-tokens must be positive", errUsage)
+	case o.limits.Seqs < 0 || o.limits.Tokens < 0 || o.prefetch < 0:
+		return fmt.Errorf("%w: --batch, --max-tokens and --prefetch must be positive", errUsage)
 	}
 	log := base.With().Str("model", name).Logger()
 
@@ -139,7 +140,7 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 	opts := []worker.Option{
 		worker.WithInfo(info), worker.WithParallel(o.parallel), worker.WithLogger(base), // the worker adds model and worker id
 		worker.WithAckWait(o.ackWait), worker.WithMaxDeliver(o.maxDeliver),
-		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits),
+		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits), worker.WithPrefetch(o.prefetch),
 	}
 	if o.id != "" {
 		opts = append(opts, worker.WithID(o.id))
