@@ -7,7 +7,7 @@ import (
 
 	"github.com/bertq/bertq/bert"
 	"github.com/bertq/bertq/checkpoint"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 func TestFLOPsBERTLarge(t *testing.T) {
@@ -20,9 +20,9 @@ func TestFLOPsBERTLarge(t *testing.T) {
 // The reference forward is the oracle the compiler verifies against, so it is
 // itself checked against Hugging Face's float64 logits, on unpadded tokens.
 func TestReferenceForwardMatchesGolden(t *testing.T) {
-	g := testdata.Pairs(t)
+	g := fixtures.Pairs(t)
 	for _, name := range []string{"tiny-fp32", "small-bf16"} {
-		w, _, err := checkpoint.Open(testdata.ModelDir(t, name))
+		w, _, err := checkpoint.Open(fixtures.ModelDir(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/bertq/bertq/bert"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 func readAll(t *testing.T, paths ...string) []byte {
@@ -98,7 +99,7 @@ func expectValues(t *testing.T, name string, got []float32, first []float64, las
 }
 
 func TestOpenTinyFP32(t *testing.T) {
-	dir := filepath.Join(testdata(t), "models", "tiny-fp32")
+	dir := fixtures.ModelDir(t, "tiny-fp32")
 	w, info, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func TestOpenTinyFP32(t *testing.T) {
 // (word + position + token type, then LayerNorm) from the loaded weights and
 // compares it with transformers' hidden_states[0].
 func TestTinyEmbeddingsMatchGolden(t *testing.T) {
-	td := testdata(t)
+	td := fixtures.Dir(t)
 	w, _, err := Open(filepath.Join(td, "models", "tiny-fp32"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +194,7 @@ func TestTinyEmbeddingsMatchGolden(t *testing.T) {
 }
 
 func TestOpenSmallBF16(t *testing.T) {
-	dir := filepath.Join(testdata(t), "models", "small-bf16")
+	dir := fixtures.ModelDir(t, "small-bf16")
 	w, info, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -542,7 +543,7 @@ func TestParseConfig(t *testing.T) {
 	if _, err := ParseConfig([]byte(`{"model_type":"distilbert"}`)); !errors.Is(err, ErrNotBERT) {
 		t.Errorf("distilbert: err = %v", err)
 	}
-	p := filepath.Join(testdata(t), "models", "tiny-fp32", ConfigFile)
+	p := fixtures.Path(t, "models", "tiny-fp32", ConfigFile)
 	if c, err := ReadConfig(p); err != nil || c.HiddenSize != 64 {
 		t.Errorf("ReadConfig = %+v, %v", c, err)
 	}

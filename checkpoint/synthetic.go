@@ -37,7 +37,7 @@ func SyntheticModels() []string {
 // Synthetic generates the deterministic weights of a synthetic model
 // ("synthetic:bert-large": the BERT-Large uncased architecture, 2 labels).
 // Element i of each tensor is SyntheticValue(name, i); see
-// shared/testdata/README.md for the definition. Generation runs on all CPUs.
+// testdata/README.md for the definition. Generation runs on all CPUs.
 func Synthetic(name string) (*bert.Weights, *Info, error) {
 	mk, ok := syntheticModels[name]
 	if !ok {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bertq/bertq/bert"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 func TestFNV1a64(t *testing.T) {
@@ -47,7 +47,7 @@ func TestSyntheticValueExample(t *testing.T) {
 // last) of every tensor in
 // golden-pairs.json.
 func TestSyntheticBertLargeProbes(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testdata(t), "golden-pairs.json"))
+	b, err := os.ReadFile(fixtures.Path(t, "golden-pairs.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/checkpoint"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/internal/natstest"
-	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -83,7 +83,7 @@ func drained(t *testing.T, js jetstream.JetStream) {
 func TestServiceCompilesUploadedCheckpoint(t *testing.T) {
 	nc, js := startNATS(t)
 	ctx := context.Background()
-	objs, err := Upload(ctx, js, "tiny", testdata.ModelDir(t, "tiny-fp32"))
+	objs, err := Upload(ctx, js, "tiny", fixtures.ModelDir(t, "tiny-fp32"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestServiceCompilesUploadedCheckpoint(t *testing.T) {
 func TestServiceBadJobs(t *testing.T) {
 	nc, js := startNATS(t)
 	ctx := context.Background()
-	if _, err := Upload(ctx, js, "tiny", testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := Upload(ctx, js, "tiny", fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	// A corrupt checkpoint, stored behind Upload's back: a good config and
@@ -150,7 +150,7 @@ func TestServiceBadJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := os.ReadFile(filepath.Join(testdata.ModelDir(t, "tiny-fp32"), "config.json"))
+	cfg, err := os.ReadFile(filepath.Join(fixtures.ModelDir(t, "tiny-fp32"), "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestServiceBadJobs(t *testing.T) {
 func TestServiceRetriesUnavailable(t *testing.T) {
 	nc, js := startNATS(t)
 	ctx := context.Background()
-	if _, err := Upload(ctx, js, "tiny", testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := Upload(ctx, js, "tiny", fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	if err := js.DeleteObjectStore(ctx, schemas.ModelBucket); err != nil {
@@ -276,7 +276,7 @@ func TestSubmitNoIntake(t *testing.T) {
 func TestUpload(t *testing.T) {
 	_, js := startNATS(t)
 	ctx := context.Background()
-	src := testdata.ModelDir(t, "tiny-fp32")
+	src := fixtures.ModelDir(t, "tiny-fp32")
 	dir := t.TempDir()
 	for _, f := range []string{"config.json", "model.safetensors"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
@@ -333,7 +333,7 @@ func TestUpload(t *testing.T) {
 func TestServiceHeartbeat(t *testing.T) {
 	nc, js := startNATS(t)
 	ctx := context.Background()
-	if _, err := Upload(ctx, js, "tiny", testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := Upload(ctx, js, "tiny", fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	cfg := ConsumerConfig()
@@ -369,7 +369,7 @@ func TestSubmitViaIntake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Stop()
-	if _, err := Upload(context.Background(), js, "tiny", testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := Upload(context.Background(), js, "tiny", fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	startService(t, nc)

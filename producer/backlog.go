@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bertq/bertq/client"
+	"github.com/bertq/bertq/schemas"
 )
 
 // BacklogInbox is the subject a backlog's replies go to (on a connection
@@ -70,7 +73,9 @@ type BacklogReceipt struct {
 // waiting for replies, which go to BacklogInbox(run id). The requests carry
 // no deadline, so they wait for workers however long that takes. WithRunID
 // may give a run id from BacklogRunID(n) (to collect before publishing);
-// otherwise a fresh one is made.
+// otherwise a fresh one is made. WithTimeout bounds the wait for the
+// PubAcks; WithRetry re-sends (same id) a request the stream did not
+// acknowledge.
 func Backlog(ctx context.Context, nc *nats.Conn, n int, opts ...Option) (*BacklogReceipt, error) {
 	o := newOptions(opts)
 	if err := o.validate(); err != nil {
@@ -87,65 +92,70 @@ func Backlog(ctx context.Context, nc *nats.Conn, n int, opts ...Option) (*Backlo
 	} else if m != n {
 		return nil, fmt.Errorf("%w: run id %s is for %d requests, not %d", ErrOptions, runID, m, n)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	cl, err := client.New(nc, client.WithEncoding(o.enc), client.WithRetry(o.retry))
 	if err != nil {
 		return nil, err
 	}
+	defer cl.Close()
 	inbox := connInboxPrefix(nc, runID) + "b"
 	r := &BacklogReceipt{RunID: runID, Model: o.model, Inbox: inbox}
-	futures := make([]jetstream.PubAckFuture, 0, n)
-	for i := 0; i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			return r, err
-		}
-		p := o.pairs[i%len(o.pairs)]
-		id := backlogID(runID, i, p.Label, time.Now())
-		if i == 0 {
-			r.FirstID = id
-		}
-		r.LastID = id
-		data, err := schemas.Marshal(o.enc, &schemas.InferRequest{V: schemas.Version, ID: id, Model: o.model, A: p.A, B: p.B})
-		if err != nil {
-			return r, err
-		}
-		msg := &nats.Msg{Subject: schemas.WorkSubject(o.model), Header: nats.Header{}, Data: data}
-		msg.Header.Set(schemas.HeaderContentType, o.enc.ContentType())
-		msg.Header.Set(schemas.HeaderReplyTo, inbox)
-		msg.Header.Set(schemas.HeaderMsgID, id)
-		f, err := js.PublishMsgAsync(msg)
-		if err != nil {
-			return r, fmt.Errorf("%w: request %d: %v", ErrPublish, i, err)
-		}
-		futures = append(futures, f)
+	pctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	ids := make([]string, n)
+	errs := make([]error, n)
+	// Enqueue waits for its PubAck: keep many in flight.
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, backlogInFlight) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				p := o.pairs[i%len(o.pairs)]
+				ids[i] = backlogID(runID, i, p.Label, time.Now())
+				_, errs[i] = cl.Enqueue(pctx, o.model, client.Text{A: p.A, B: p.B}, inbox, client.WithID(ids[i]))
+			}
+		}()
 	}
+	for i := 0; i < n && pctx.Err() == nil; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	var failed int
 	var first error
-	wait := time.NewTimer(o.timeout)
-	defer wait.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
+	for i, err := range errs {
+		switch {
+		case ids[i] == "": // never sent: ctx ended first
+		case err == nil:
 			r.Published++
-		case err := <-f.Err():
-			failed++
-			if first == nil {
-				first = err
+			if r.FirstID == "" {
+				r.FirstID = ids[i]
 			}
-		case <-wait.C:
-			return r, fmt.Errorf("%w: no PubAck for %d requests within %s", ErrPublish, n-r.Published-failed, o.timeout)
-		case <-ctx.Done():
-			return r, ctx.Err()
+			r.LastID = ids[i]
+			continue
+		case first == nil:
+			first = err
 		}
+		failed++
 	}
 	o.log.Info().Str("run", runID).Str("model", o.model).Int("published", r.Published).Int("failed", failed).Msg("backlog published")
-	if failed > 0 {
-		if errors.Is(first, jetstream.ErrNoStreamResponse) {
-			return r, fmt.Errorf("%w: %d of %d: no stream captures %s: is the broker running and provisioned?", ErrPublish, failed, n, schemas.WorkSubject(o.model))
-		}
-		return r, fmt.Errorf("%w: %d of %d: %v", ErrPublish, failed, n, first)
+	if err := ctx.Err(); err != nil {
+		return r, err
 	}
-	return r, nil
+	switch {
+	case failed == 0:
+		return r, nil
+	case first == nil:
+		return r, fmt.Errorf("%w: no PubAck for %d requests within %s", ErrPublish, failed, o.timeout)
+	case errors.Is(first, jetstream.ErrNoStreamResponse):
+		return r, fmt.Errorf("%w: %d of %d: no stream captures %s: is the broker running and provisioned?", ErrPublish, failed, n, schemas.WorkSubject(o.model))
+	}
+	return r, fmt.Errorf("%w: %d of %d: %v", ErrPublish, failed, n, first)
 }
+
+// backlogInFlight is how many requests Backlog publishes at a time.
+const backlogInFlight = 64
 
 // Collector gathers a backlog's replies by id.
 type Collector struct {
@@ -167,11 +177,11 @@ func StartCollect(nc *nats.Conn, runID string, opts ...Option) (*Collector, erro
 		return nil, err
 	}
 	o := newOptions(opts)
-	c := &Collector{nc: nc, o: o, runID: runID, n: n, t: newTracker(0), all: make(chan struct{}), start: time.Now()}
+	c := &Collector{nc: nc, o: o, runID: runID, n: n, t: newTracker(), all: make(chan struct{}), start: time.Now()}
 	c.t.parse = func(id string) (*entry, bool) { return parseBacklogID(runID, n, id) }
 	signalled := false
 	c.sub, err = nc.Subscribe(connInboxPrefix(nc, runID)+">", func(m *nats.Msg) {
-		c.t.handle(m, -1, time.Now())
+		c.t.handle(m, time.Now())
 		if _, _, _, r := c.t.counts(); r >= n && !signalled {
 			signalled = true // handlers of one subscription run one at a time
 			close(c.all)
@@ -226,6 +236,7 @@ func (c *Collector) Wait(ctx context.Context) (*Summary, error) {
 	missing := c.n - c.t.resolved
 	c.t.sent += missing
 	c.t.lost += missing
+	s.start = c.t.firstAt
 	c.t.mu.Unlock()
 	c.t.summary(s, wall)
 	return s, err

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
 func TestSample(t *testing.T) {
@@ -30,15 +30,14 @@ func TestSample(t *testing.T) {
 	}
 }
 
-// The shipped sample must be the shared reference copy.
-func TestSampleMatchesShared(t *testing.T) {
-	dir := testdata.Dir(t)
-	want, err := os.ReadFile(filepath.Join(dir, "mrpc-sample.tsv"))
+// The shipped sample must be the reference copy in testdata/.
+func TestSampleMatchesFixture(t *testing.T) {
+	want, err := os.ReadFile(fixtures.Path(t, "mrpc-sample.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(want) != string(sampleTSV) {
-		t.Fatal("producer/mrpc-sample.tsv differs from shared/testdata/mrpc-sample.tsv")
+		t.Fatal("producer/mrpc-sample.tsv differs from testdata/mrpc-sample.tsv")
 	}
 }
 

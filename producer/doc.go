@@ -8,19 +8,22 @@
 //
 // # Run ids, request ids and inboxes
 //
-// A run id is 10 random characters of [a-z0-9]. Every reply of a run goes to
-// an inbox under
+// The producer sends through package client, which owns ids on the wire,
+// inboxes, encodings and re-sends (WithRetry: same id, dedup-safe). A run id
+// is 10 random characters of [a-z0-9]. Every reply of a run goes to an inbox
+// under
 //
 //	_INBOX.bertq.<run>.>
 //
 // which lies under _INBOX.>, the prefix accounts commonly let clients
-// subscribe to. One subscription per run collects all replies and matches
-// them by request id, so a second reply for an id is counted as a duplicate
-// and a reply after the client gave up as late.
+// subscribe to (under a connection's custom inbox prefix, <prefix>.bertq.<run>.>).
+// Replies no call waits for any more are matched by request id, so a second
+// reply for an id is counted as a duplicate and a reply after the client
+// gave up as late.
 //
-//   - Run: client c's inbox is _INBOX.bertq.<run>.c<c>; request ids are
-//     <run>-<c>-<seq>. Replies that lack an id (an intake failure) are
-//     attributed to the client's outstanding request by the inbox.
+//   - Run: one client.Client per run, whose inbox prefix is
+//     _INBOX.bertq.<run>, one token per request below it; request ids are
+//     <run>-<c>-<seq> for client c's seq-th request.
 //   - Backlog: the run id carries the count, <rand10>-<N>, so that a later
 //     collector knows how many replies to wait for; the inbox is
 //     _INBOX.bertq.<rand10>-<N>.b and request ids are

@@ -9,7 +9,7 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
 )
@@ -27,7 +27,7 @@ func TestPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Stop()
-	if _, err := compiler.Upload(ctx, js, "tiny", testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := compiler.Upload(ctx, js, "tiny", fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	svcCtx, stopSvc := context.WithCancel(ctx)

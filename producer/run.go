@@ -6,14 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bertq/bertq/client"
+	"github.com/bertq/bertq/schemas"
 )
 
 // InboxRoot is the prefix of every producer inbox: _INBOX.bertq.<run>.>.
@@ -76,6 +77,9 @@ func (o *options) validate() error {
 // after another and wait up to WithTimeout for each reply. On cancellation it
 // returns the summary so far with ctx's error. With no intake (or, with
 // WithDirect, no stream) it stops early and returns ErrNoIntake.
+//
+// The requests go through one client.Client, whose inbox is
+// InboxPrefix(run id) and whose ids are <run>-<client>-<seq>.
 func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	o := newOptions(opts)
 	if err := o.validate(); err != nil {
@@ -87,47 +91,23 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	} else if !validRunBase(runID) {
 		return nil, fmt.Errorf("%w: run id %q: want 10 of [a-z0-9]", ErrOptions, schemas.Clip(runID, 40))
 	}
-	var js jetstream.JetStream
-	if o.direct {
-		var err error
-		if js, err = jetstream.New(nc); err != nil {
-			return nil, err
-		}
-	}
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
-	t := newTracker(o.clients)
-	t.retry = o.retry > 0
-	t.onNoResponders = func() {
-		cancel(fmt.Errorf("%w on %s: is the broker running?", ErrNoIntake, schemas.InferSubject(o.model)))
-	}
-	noStream := func() {
-		cancel(fmt.Errorf("%w: no stream captures %s: is the broker running and provisioned?", ErrNoIntake, schemas.WorkSubject(o.model)))
-	}
-	prefix := connInboxPrefix(nc, runID)
-	sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
-		client := -1
-		if tok, ok := strings.CutPrefix(m.Subject[len(prefix):], "c"); ok {
-			if c, err := strconv.Atoi(tok); err == nil {
-				client = c
-			}
-		}
-		t.handle(m, client, time.Now())
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
-	// Replies may burst at 48 × batch; never drop them as a slow consumer.
-	sub.SetPendingLimits(-1, 256<<20)
-	if err := nc.Flush(); err != nil {
-		return nil, err
+	t := newTracker()
+	copts := []client.Option{
+		client.WithInboxPrefix(connInboxPrefix(nc, runID)), client.WithEncoding(o.enc), client.WithRetry(o.retry),
+		client.WithStrayHandler(func(r *client.Reply, _ error) { t.stray(r, time.Now()) }),
 	}
 	mode := "request"
 	if o.direct {
 		mode = "direct"
+		copts = append(copts, client.WithDirect())
 	}
+	cl, err := client.New(nc, copts...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	o.log.Info().Str("run", runID).Str("model", o.model).Str("mode", mode).Int("clients", o.clients).Int("cycle", o.cycle).Msg("producer starting")
 
 	start := time.Now()
@@ -137,7 +117,9 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client(runCtx, nc, js, &o, t, runID, c, noStream)
+			if abort := runClient(runCtx, cl, &o, t, runID, c); abort != nil {
+				cancel(abort)
+			}
 		}()
 	}
 	wg.Wait()
@@ -152,6 +134,8 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	}
 	s := &Summary{RunID: runID, Model: o.model, Mode: mode, Encoding: o.enc.String(), Clients: o.clients, Cycle: o.cycle}
 	t.summary(s, wall)
+	s.Resends = int(cl.Stats().Resends)
+	s.start = start
 	o.log.Info().Str("run", runID).Int("answered", s.Answered).Int("errors", s.Errors).Int("lost", s.Lost).Float64("throughput_per_s", s.ThroughputPerS).Msg("producer done")
 	if err := ctx.Err(); err != nil {
 		return s, err
@@ -163,116 +147,28 @@ func Run(ctx context.Context, nc *nats.Conn, opts ...Option) (*Summary, error) {
 	return s, nil
 }
 
-// client sends one client's cycle.
-func client(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o *options, t *tracker, runID string, c int, noStream func()) {
-	inbox := fmt.Sprintf("%sc%d", connInboxPrefix(nc, runID), c)
-	timer := time.NewTimer(o.timeout)
-	defer timer.Stop()
+// runClient sends one client's cycle, one request after another, and
+// returns an error when the run must stop: nothing serves the model.
+func runClient(ctx context.Context, cl *client.Client, o *options, t *tracker, runID string, c int) error {
 	for s := 0; s < o.cycle && ctx.Err() == nil; s++ {
 		// Consecutive clients take consecutive pairs, so a batch mixes pairs.
 		p := o.pairs[(s*o.clients+c)%len(o.pairs)]
 		id := fmt.Sprintf("%s-%d-%d", runID, c, s)
-		e := t.add(c, id, p.Label)
-		deadline := e.sent.Add(o.timeout)
-		req := schemas.InferRequest{V: schemas.Version, ID: id, Model: o.model, A: p.A, B: p.B, Deadline: deadline.UTC()}
-		data, err := schemas.Marshal(o.enc, &req)
-		if err != nil {
-			t.fail(id, schemas.CodeInternal)
-			continue
-		}
-		for attempt := 0; ; attempt++ {
-			if attempt > 0 {
-				t.noteResend()
-			}
-			code, fatal := send(ctx, nc, js, o, id, inbox, data, deadline)
-			if fatal {
-				t.fail(id, code)
-				noStream()
-				return
-			}
-			if code != "" && (o.retry == 0 || time.Until(deadline) < retryBackoff) {
-				t.fail(id, code)
-				break
-			}
-			wait := time.Until(deadline)
-			if code != "" {
-				wait = retryBackoff // the send failed: try again shortly
-			} else if o.retry > 0 && o.retry < wait {
-				wait = o.retry
-			}
-			timer.Reset(wait)
-			select {
-			case <-e.done:
-			case <-e.again:
-				sleepFor(ctx, min(retryBackoff, time.Until(deadline)))
-				continue
-			case <-timer.C:
-				if o.retry > 0 && time.Now().Before(deadline) {
-					continue
-				}
-				t.expire(id)
-			case <-ctx.Done():
-				t.expire(id)
-			}
-			break
+		t.add(id, p.Label)
+		rctx, cancel := context.WithTimeout(ctx, o.timeout)
+		rep, err := cl.Infer(rctx, o.model, p.A, p.B, client.WithID(id))
+		cancel()
+		t.outcome(id, rep, err, time.Now())
+		switch {
+		case errors.Is(err, client.ErrNoResponders):
+			return fmt.Errorf("%w on %s: is the broker running?", ErrNoIntake, schemas.InferSubject(o.model))
+		case o.direct && o.retry == 0 && errors.Is(err, jetstream.ErrNoStreamResponse):
+			// Without retries, a stream that does not answer ends the run at
+			// once; with them it is a passing failure (a leader election).
+			return fmt.Errorf("%w: no stream captures %s: is the broker running and provisioned?", ErrNoIntake, schemas.WorkSubject(o.model))
 		}
 	}
-}
-
-// retryBackoff spaces re-sends after a failure, e.g. while a cluster elects a
-// new stream leader.
-const retryBackoff = 250 * time.Millisecond
-
-// send publishes one request (the same id on every attempt) and returns a
-// failure code, or "" once it is on its way. fatal means no stream captures
-// the work subject at all: a misconfiguration, not a passing failure.
-func send(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o *options, id, inbox string, data []byte, deadline time.Time) (code string, fatal bool) {
-	msg := &nats.Msg{Header: nats.Header{}, Data: data}
-	msg.Header.Set(schemas.HeaderContentType, o.enc.ContentType())
-	if js == nil {
-		msg.Subject, msg.Reply = schemas.InferSubject(o.model), inbox
-		if err := nc.PublishMsg(msg); err != nil {
-			return CodePublish, false
-		}
-		return "", false
-	}
-	msg.Subject = schemas.WorkSubject(o.model)
-	msg.Header.Set(schemas.HeaderReplyTo, inbox)
-	msg.Header.Set(schemas.HeaderMsgID, id)
-	pctx, cancel := context.WithDeadline(ctx, deadline)
-	if o.retry > 0 {
-		// Bound each attempt, so that a publish lost with a dying node is retried.
-		pctx, cancel = context.WithTimeout(pctx, min(o.retry, time.Until(deadline)))
-	}
-	_, err := js.PublishMsg(pctx, msg)
-	cancel()
-	if err == nil {
-		return "", false
-	}
-	// Without retries, a stream that does not answer ends the run at once; with
-	// them it is a passing failure (a leader election) until the deadline.
-	return publishCode(err), o.retry == 0 && errors.Is(err, jetstream.ErrNoStreamResponse)
-}
-
-func sleepFor(ctx context.Context, d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
-}
-
-// publishCode maps a JetStream publish failure to a reply code.
-func publishCode(err error) string {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.Is(err, jetstream.ErrNoStreamResponse):
-		return schemas.CodeUnavailable
-	case errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum"):
-		return schemas.CodeQueueFull
-	case errors.Is(err, context.DeadlineExceeded):
-		return schemas.CodeUnavailable
-	}
-	return CodePublish
+	return nil
 }
 
 // progress prints a line every o.every until the returned stop is called.

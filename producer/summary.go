@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Latency is in milliseconds, over answered requests (nearest-rank
@@ -59,6 +60,11 @@ type Summary struct {
 	// BatchSizes counts answered requests by the batch_size of their reply.
 	BatchSizes map[int]int    `json:"batch_sizes"`
 	Workers    map[string]int `json:"workers,omitempty"`
+
+	// For the report: when the run began (for a collection, the first
+	// answer), and each answer.
+	start   time.Time
+	samples []sample
 }
 
 // percentile is the nearest-rank p-th percentile of ascending sorted values.

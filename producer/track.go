@@ -1,11 +1,14 @@
 package producer
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
-	"github.com/bertq/bertq/schemas"
 	"github.com/nats-io/nats.go"
+
+	"github.com/bertq/bertq/client"
 )
 
 // Codes the producer itself assigns (beside the schemas codes in replies).
@@ -29,81 +32,150 @@ type entry struct {
 	state state
 	sent  time.Time
 	label int
-	done  chan struct{} // closed when the first reply or the timeout resolves it
-	again chan struct{} // with retries: an "unavailable" reply asks for a re-send
+	// strays are replies that came while the call's outcome was on its way
+	// to the tracker (the client had ended the call already).
+	strays int
 }
 
-// tracker matches replies to requests by id and accumulates the summary.
+// sample is one answered request, for the report.
+type sample struct {
+	at        time.Time
+	latencyMS float64
+}
+
+// tracker matches outcomes to requests by id and accumulates the summary.
 type tracker struct {
 	mu      sync.Mutex
 	entries map[string]*entry
-	current []string // Run: each client's outstanding id
 
 	// parse, when set (collector), creates entries for ids first seen in a reply.
 	parse func(id string) (*entry, bool)
-	// onNoResponders is called (once per message) when a 503 status arrives.
-	onNoResponders func()
-	// retry: "unavailable" and "duplicate_id" replies leave a request pending.
-	retry   bool
-	resends int
 
 	sent, answered, errored, lost, late, dups, unmatched, correct int
 	resolved                                                      int
 	codes                                                         map[string]int
-	lat                                                           []float64
+	samples                                                       []sample
 	batch                                                         map[int]int
 	workers                                                       map[string]int
 	synthetic                                                     bool
 	firstAt, lastAt                                               time.Time // of answers
 }
 
-func newTracker(clients int) *tracker {
+func newTracker() *tracker {
 	return &tracker{
 		entries: make(map[string]*entry),
-		current: make([]string, clients),
 		codes:   make(map[string]int),
 		batch:   make(map[int]int),
 		workers: make(map[string]int),
 	}
 }
 
-// add registers a request about to be sent by client c.
-func (t *tracker) add(c int, id string, label int) *entry {
-	e := &entry{label: label, done: make(chan struct{}), again: make(chan struct{}, 1), sent: time.Now()}
+// add registers a request about to be sent.
+func (t *tracker) add(id string, label int) {
+	e := &entry{label: label, sent: time.Now()}
 	t.mu.Lock()
 	t.entries[id] = e
-	if c >= 0 {
-		t.current[c] = id
-	}
 	t.sent++
 	t.mu.Unlock()
-	return e
 }
 
-// fail resolves a request whose send failed.
-func (t *tracker) fail(id, code string) {
+// errorCode names the failure of a call, for ErrorCodes.
+func errorCode(err error) string {
+	var ce *client.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Code
+	case errors.Is(err, client.ErrNoResponders):
+		return CodeNoResponders
+	case errors.Is(err, client.ErrBadReply):
+		return CodeBadReply
+	}
+	return CodePublish
+}
+
+// isLost reports whether a call ended without an answer before its deadline
+// (or the run's end), rather than with an error. A service's own
+// deadline_exceeded answer is an error reply, not a loss.
+func isLost(err error) bool {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return false
+	}
+	return errors.Is(err, client.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// outcome records how the call for id ended: its reply, or its error.
+func (t *tracker) outcome(id string, rep *client.Reply, err error, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.entries[id]; e != nil && e.state == pending {
-		t.resolveLocked(e, errored)
+	e := t.entries[id]
+	if e == nil || e.state != pending {
+		return
+	}
+	switch {
+	case err == nil:
+		t.answerLocked(e, rep, at)
+		t.dups += e.strays
+	case !isLost(err):
+		code := errorCode(err)
 		t.codes[code]++
+		t.resolveLocked(e, errored)
+		t.dups += e.strays
+	default:
+		t.resolveLocked(e, lost)
+		if e.strays > 0 { // it came after all, just too late
+			e.state = late
+			t.late++
+			t.dups += e.strays - 1
+		}
 	}
 }
 
-// noteResend counts a request sent again under WithRetry.
-func (t *tracker) noteResend() {
-	t.mu.Lock()
-	t.resends++
-	t.mu.Unlock()
-}
-
-// expire marks a request lost if nothing answered it.
-func (t *tracker) expire(id string) {
+// stray records a reply that no call waited for: by its id, a duplicate, a
+// late answer, or one of no request of this run.
+func (t *tracker) stray(rep *client.Reply, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.entries[id]; e != nil && e.state == pending {
-		t.resolveLocked(e, lost)
+	var e *entry
+	if rep != nil && rep.ID != "" {
+		e = t.entries[rep.ID]
 	}
+	switch {
+	case e == nil:
+		t.unmatched++
+	case e.state == pending:
+		e.strays++
+	case e.state == lost:
+		e.state = late
+		t.late++
+	default:
+		t.dups++
+	}
+}
+
+// handle takes one reply message of a backlog (collector).
+func (t *tracker) handle(m *nats.Msg, at time.Time) {
+	rep, err := client.ParseReply(m)
+	id := ""
+	if rep != nil {
+		id = rep.ID
+	}
+	t.mu.Lock()
+	e := t.entries[id]
+	if e == nil && t.parse != nil && id != "" {
+		if e2, ok := t.parse(id); ok {
+			e = e2
+			t.entries[id] = e
+			t.sent++
+		}
+	}
+	pend := e != nil && e.state == pending
+	t.mu.Unlock()
+	if !pend {
+		t.stray(rep, at)
+		return
+	}
+	t.outcome(id, rep, err, at)
 }
 
 func (t *tracker) resolveLocked(e *entry, s state) {
@@ -117,97 +189,15 @@ func (t *tracker) resolveLocked(e *entry, s state) {
 		t.lost++
 	}
 	t.resolved++
-	if e.done != nil {
-		close(e.done)
-	}
 }
 
-// handle takes one reply message; client is the client its inbox names, or -1.
-func (t *tracker) handle(m *nats.Msg, client int, at time.Time) {
-	if m.Header.Get("Status") == "503" {
-		// No responders: the request went nowhere; the server says so at once.
-		t.mu.Lock()
-		if client >= 0 && client < len(t.current) {
-			if e := t.entries[t.current[client]]; e != nil && e.state == pending {
-				t.resolveLocked(e, errored)
-				t.codes[CodeNoResponders]++
-			}
-		}
-		t.mu.Unlock()
-		if t.onNoResponders != nil {
-			t.onNoResponders()
-		}
-		return
-	}
-	var rep schemas.InferReply
-	code := ""
-	enc := schemas.Detect(m.Header.Get(schemas.HeaderContentType), m.Data)
-	if err := schemas.Unmarshal(enc, m.Data, &rep); err != nil {
-		// A micro service error reply has an empty body and the code in headers.
-		code = m.Header.Get(schemas.HeaderErrorCode)
-		if code == "" {
-			code = m.Header.Get("Nats-Service-Error-Code")
-		}
-		if code == "" {
-			code = CodeBadReply
-		}
-	} else if rep.Error != nil {
-		code = rep.Error.Code
-		if code == "" {
-			code = schemas.CodeInternal
-		}
-	}
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id := rep.ID
-	if id == "" && client >= 0 && client < len(t.current) {
-		id = t.current[client]
-	}
-	e := t.entries[id]
-	if e == nil && t.parse != nil && id != "" {
-		if e2, ok := t.parse(id); ok {
-			e = e2
-			t.entries[id] = e
-			t.sent++
-		}
-	}
-	if e == nil {
-		t.unmatched++
-		return
-	}
-	switch e.state {
-	case answered, errored, late:
-		t.dups++
-		return
-	case lost:
-		e.state = late
-		t.late++
-		return
-	}
-	if code != "" && t.retry && e.state == pending && e.again != nil {
-		switch code {
-		case schemas.CodeUnavailable:
-			select {
-			case e.again <- struct{}{}:
-			default:
-			}
-			return
-		case schemas.CodeDuplicate:
-			return // an earlier copy is queued: its answer will come
-		}
-	}
-	if code != "" {
-		t.codes[code]++
-		t.resolveLocked(e, errored)
-		return
-	}
+func (t *tracker) answerLocked(e *entry, rep *client.Reply, at time.Time) {
 	t.resolveLocked(e, answered)
 	if t.firstAt.IsZero() {
 		t.firstAt = at
 	}
 	t.lastAt = at
-	t.lat = append(t.lat, float64(at.Sub(e.sent))/float64(time.Millisecond))
+	t.samples = append(t.samples, sample{at: at, latencyMS: float64(at.Sub(e.sent)) / float64(time.Millisecond)})
 	if rep.LabelIndex == e.label {
 		t.correct++
 	}
@@ -235,7 +225,6 @@ func (t *tracker) summary(s *Summary, wall time.Duration) {
 	defer t.mu.Unlock()
 	s.Sent, s.Answered, s.Errors, s.Lost = t.sent, t.answered, t.errored, t.lost
 	s.Late, s.Duplicates, s.Unmatched, s.Correct = t.late, t.dups, t.unmatched, t.correct
-	s.Resends = t.resends
 	s.ErrorCodes = make(map[string]int, len(t.codes))
 	for c, n := range t.codes {
 		s.ErrorCodes[c] = n
@@ -255,9 +244,14 @@ func (t *tracker) summary(s *Summary, wall time.Duration) {
 	if s.WallS > 0 {
 		s.ThroughputPerS = float64(t.answered) / s.WallS
 	}
-	s.LatencyMS = latencyOf(t.lat)
+	lat := make([]float64, len(t.samples))
+	for i, x := range t.samples {
+		lat[i] = x.latencyMS
+	}
+	s.LatencyMS = latencyOf(lat)
 	if t.answered > 0 {
 		a := float64(t.correct) / float64(t.answered)
 		s.Accuracy = &a
 	}
+	s.samples = append([]sample(nil), t.samples...)
 }

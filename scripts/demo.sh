@@ -4,7 +4,7 @@
 # worker with --parallel 4 printing real inferences/s every second, and the
 # 48-client producer. Every process is stopped on exit.
 #
-#   CLIENTS=48 CYCLE=8 PARALLEL=4 PORT=4222 scripts/demo.sh
+#   CLIENTS=48 CYCLE=4 PARALLEL=4 PORT=4222 scripts/demo.sh   # the defaults
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

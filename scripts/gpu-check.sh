@@ -6,7 +6,7 @@
 #   CGO_ENABLED=0 go build -o .gpu/bertq ./cmd/bertq
 #   CGO_ENABLED=0 go test -c -o .gpu/cuda.test ./engine/cuda
 #
-# and the shared test data at .gpu/testdata, ../shared/testdata, shared/testdata
+# and the test fixtures at .gpu/testdata, the checkout's testdata/
 # or $BERTQ_TESTDATA (golden-pairs.json, models/tiny-fp32, models/small-bf16).
 #
 #   scripts/gpu-check.sh [summary-file]
@@ -17,7 +17,7 @@
 #
 #   probe  what the backend finds: libraries, driver, device (TestCUDA's log)
 #   tests  TestCUDA: the kernels and the forward against the Go engine, graph
-#          replay, concurrent runners, golden logits of the shared checkpoints
+#          replay, concurrent runners, golden logits of the fixture checkpoints
 #   bench  BenchmarkForward (random BERT-Large weights) and `bertq bench
 #          --device cuda` on synthetic:bert-large compiled for each of BATCHES
 #          (the first one verified against float64 on the GPU by the compiler)
@@ -95,7 +95,7 @@ step() {
 }
 
 testdata=${BERTQ_TESTDATA:-}
-for d in "$GPU_DIR/testdata" ../shared/testdata shared/testdata; do
+for d in "$GPU_DIR/testdata" testdata; do
 	[ -z "$testdata" ] && [ -f "$d/golden-pairs.json" ] && testdata=$(cd "$d" && pwd)
 done
 
@@ -110,7 +110,7 @@ done
 if command -v nvidia-smi >/dev/null; then
 	nvidia-smi --query-gpu=index,name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | quote
 fi
-say "testdata: ${testdata:-none found (golden tests will skip)}"
+say "testdata: ${testdata:-none found (the golden tests will fail)}"
 
 if has_step probe; then
 	say ""

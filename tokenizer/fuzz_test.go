@@ -168,6 +168,41 @@ func FuzzTokenizeReference(f *testing.F) {
 	})
 }
 
+// referenceIDs is referenceTokenize's tokens as ids.
+func referenceIDs(t *Tokenizer, text string) []int32 {
+	toks := referenceTokenize(t, text)
+	ids := make([]int32, len(toks))
+	for i, tok := range toks {
+		ids[i] = t.vocab[tok]
+	}
+	return ids
+}
+
+// referenceTruncate is longest_first truncation as the Rust tokenizers
+// library behaves, found by search rather than by its formula (LongestFirst):
+// of all the lengths k1 <= n1, k2 <= n2 that keep min(n1+n2, m) tokens, the
+// pair whose longer part is shortest (the longest is cut first); of two such,
+// the one giving the odd token to the sequence that was longer, b when they
+// were equally long.
+func referenceTruncate(n1, n2, m int) (int, int) {
+	keep := min(n1+n2, max(m, 0))
+	b1, b2 := -1, -1
+	for k1 := 0; k1 <= n1 && k1 <= keep; k1++ {
+		k2 := keep - k1
+		switch {
+		case k2 > n2:
+		case b1 < 0, max(k1, k2) < max(b1, b2):
+			b1, b2 = k1, k2
+		case max(k1, k2) == max(b1, b2) && (n1 > n2) == (k1 > k2):
+			b1, b2 = k1, k2
+		}
+	}
+	return b1, b2
+}
+
+// FuzzEncodePair checks EncodePair against an encoding built from the
+// reference tokenizer and the reference truncation: [CLS] a [SEP] (b [SEP])
+// then [PAD]s; types 0 through the first [SEP], then 1; mask 1 on real tokens.
 func FuzzEncodePair(f *testing.F) {
 	for i, s := range fuzzSeeds {
 		f.Add(s, fuzzSeeds[(i+3)%len(fuzzSeeds)], 16)
@@ -177,15 +212,27 @@ func FuzzEncodePair(f *testing.F) {
 	f.Add("a", "", 2)
 	f.Add("a", "b", 2)
 	f.Add("a", "b", -1)
+	// Truncation's edge cases: equal lengths and an odd budget (b keeps the
+	// odd token), a longer or b longer (the longer one keeps it), only the
+	// longer one cut, nothing cut.
+	eight, four := "a b c d e f g h", "i j k l"
+	f.Add(eight, eight, 10)
+	f.Add(eight, four, 10)
+	f.Add(four, eight, 10)
+	f.Add(eight, four, 11)
+	f.Add(four, eight, 12)
+	f.Add(four, "x y", 9)
+	f.Add(eight, eight, 3)
 	tok := Default()
 	f.Fuzz(func(t *testing.T, a, b string, seqLen int) {
 		seqLen %= 600 // keep allocations sane; negative lengths stay negative
 		enc, err := tok.EncodePair(a, b, seqLen)
-		min := 2
-		if b != "" {
-			min = 3
+		pair := b != "" // an empty b means a single sequence (see EncodePair)
+		special := 2
+		if pair {
+			special = 3
 		}
-		if seqLen < min {
+		if seqLen < special {
 			if !errors.Is(err, ErrSeqTooShort) {
 				t.Fatalf("seqLen %d: error %v, want ErrSeqTooShort", seqLen, err)
 			}
@@ -194,62 +241,64 @@ func FuzzEncodePair(f *testing.F) {
 		if err != nil {
 			t.Fatalf("EncodePair(%q, %q, %d): %v", a, b, seqLen, err)
 		}
-		if len(enc.InputIDs) != seqLen || len(enc.TokenTypeIDs) != seqLen || len(enc.AttentionMask) != seqLen {
-			t.Fatalf("lengths %d %d %d, want %d", len(enc.InputIDs), len(enc.TokenTypeIDs), len(enc.AttentionMask), seqLen)
+		ta, tb := referenceIDs(tok, a), referenceIDs(tok, b)
+		n1, n2 := min(len(ta), seqLen-special), 0
+		if pair {
+			n1, n2 = referenceTruncate(len(ta), len(tb), seqLen-special)
 		}
-		n := 0 // real tokens: the mask must be 1...1 0...0
-		for n < seqLen && enc.AttentionMask[n] == 1 {
-			n++
+		ids := append(append(append([]int32{tok.cls}, ta[:n1]...), tok.sep), tb[:n2]...)
+		if pair {
+			ids = append(ids, tok.sep)
 		}
-		for i := n; i < seqLen; i++ {
-			if enc.AttentionMask[i] != 0 || enc.InputIDs[i] != tok.pad || enc.TokenTypeIDs[i] != 0 {
-				t.Fatalf("position %d after the mask's ones: mask %d id %d type %d", i, enc.AttentionMask[i], enc.InputIDs[i], enc.TokenTypeIDs[i])
+		real := len(ids)
+		want := Encoding{InputIDs: ids, TokenTypeIDs: make([]int32, seqLen), AttentionMask: make([]int32, seqLen)}
+		for len(want.InputIDs) < seqLen {
+			want.InputIDs = append(want.InputIDs, tok.pad)
+		}
+		for i := range real {
+			want.AttentionMask[i] = 1
+			if pair && i >= n1+2 {
+				want.TokenTypeIDs[i] = 1
 			}
 		}
-		for i, id := range enc.InputIDs {
-			if id < 0 || int(id) >= tok.VocabSize() {
-				t.Fatalf("id %d at %d out of range", id, i)
-			}
-		}
-		if enc.InputIDs[0] != tok.cls || enc.InputIDs[n-1] != tok.sep {
-			t.Fatalf("missing [CLS]/[SEP]: %v", enc.InputIDs[:n])
-		}
-		// Types: 0 through the first [SEP], then 1 (pairs only).
-		ta, tb := tok.Encode(a), tok.Encode(b)
-		m := seqLen - min
-		n1, n2 := min2(len(ta), m), 0
-		if b != "" {
-			n1, n2 = LongestFirst(len(ta), len(tb), m)
-		}
-		if n != n1+n2+min {
-			t.Fatalf("%d real tokens, want %d+%d+%d", n, n1, n2, min)
-		}
-		if !slices.Equal(enc.InputIDs[1:1+n1], ta[:n1]) || enc.InputIDs[1+n1] != tok.sep {
-			t.Fatalf("segment a mismatch")
-		}
-		for i := 0; i < n; i++ {
-			want := int32(0)
-			if b != "" && i > n1+1 {
-				want = 1
-			}
-			if enc.TokenTypeIDs[i] != want {
-				t.Fatalf("type %d at %d, want %d", enc.TokenTypeIDs[i], i, want)
-			}
-		}
-		if b != "" && !slices.Equal(enc.InputIDs[2+n1:2+n1+n2], tb[:n2]) {
-			t.Fatalf("segment b mismatch")
-		}
-		if n1+n2 > m || n1 > len(ta) || n2 > len(tb) {
-			t.Fatalf("bad truncation %d %d of %d %d to %d", n1, n2, len(ta), len(tb), m)
+		if !slices.Equal(enc.InputIDs, want.InputIDs) || !slices.Equal(enc.TokenTypeIDs, want.TokenTypeIDs) ||
+			!slices.Equal(enc.AttentionMask, want.AttentionMask) {
+			t.Fatalf("EncodePair(%q, %q, %d): a has %d tokens, b %d; reference keeps %d and %d\n"+
+				" got ids %v types %v mask %v\nwant ids %v types %v mask %v",
+				a, b, seqLen, len(ta), len(tb), n1, n2, enc.InputIDs[:real], enc.TokenTypeIDs[:real], enc.AttentionMask[:real],
+				want.InputIDs[:real], want.TokenTypeIDs[:real], want.AttentionMask[:real])
 		}
 	})
 }
 
-func min2(a, b int) int {
-	if a < b {
-		return a
+// The reference truncation agrees with the Rust library's own test table
+// (max_length 7), and LongestFirst with it.
+func TestReferenceTruncate(t *testing.T) {
+	lens := []int{0, 2, 4, 8}
+	want := [4][4][2]int{
+		{{0, 0}, {0, 2}, {0, 4}, {0, 7}},
+		{{2, 0}, {2, 2}, {2, 4}, {2, 5}},
+		{{4, 0}, {4, 2}, {3, 4}, {3, 4}},
+		{{7, 0}, {5, 2}, {4, 3}, {3, 4}},
 	}
-	return b
+	for i, n1 := range lens {
+		for j, n2 := range lens {
+			if a, b := referenceTruncate(n1, n2, 7); [2]int{a, b} != want[i][j] {
+				t.Errorf("referenceTruncate(%d, %d, 7) = %d, %d, want %v", n1, n2, a, b, want[i][j])
+			}
+		}
+	}
+	// LongestFirst's formula and the search agree on every small case.
+	for n1 := range 40 {
+		for n2 := range 40 {
+			for m := range 40 {
+				a, b := LongestFirst(n1, n2, m)
+				if ra, rb := referenceTruncate(n1, n2, m); a != ra || b != rb {
+					t.Fatalf("LongestFirst(%d, %d, %d) = %d, %d; the reference keeps %d, %d", n1, n2, m, a, b, ra, rb)
+				}
+			}
+		}
+	}
 }
 
 func FuzzLoadVocab(f *testing.F) {

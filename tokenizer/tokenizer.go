@@ -17,8 +17,10 @@
 //     pieces, continuations prefixed "##". A word of more than 100 characters,
 //     or one that cannot be covered by pieces, becomes a single [UNK].
 //
-// Invalid UTF-8 decodes to U+FFFD and is therefore dropped. A Tokenizer is
-// immutable and safe for concurrent use.
+// Invalid UTF-8 decodes to U+FFFD and is therefore dropped. EncodePair builds
+// pairs and truncates them as Hugging Face does, except that an empty second
+// sentence makes a single sequence (see EncodePair). A Tokenizer is immutable
+// and safe for concurrent use.
 package tokenizer
 
 import (

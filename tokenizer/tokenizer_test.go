@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,32 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// sharedTestdata finds the read-only reference data: a shared/testdata
-// directory in the working directory or one of its parents (CI lays shared/
-// beside the repository clone). It never skips.
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("getwd: %v", err)
-	}
-	for dir := wd; ; {
-		p := filepath.Join(dir, "shared", "testdata")
-		if st, err := os.Stat(filepath.Join(p, "golden-tokenizer.json")); err == nil && !st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	t.Fatalf("reference data not found: no shared/testdata/golden-tokenizer.json in %s or any parent directory; "+
-		"lay the shared/ folder beside the repository clone", wd)
-	return ""
-}
+	"github.com/bertq/bertq/internal/fixtures"
+)
 
 func readJSON(t *testing.T, path string, v any) {
 	t.Helper()
@@ -59,7 +37,7 @@ func TestGoldenTokenizer(t *testing.T) {
 			Tokens []string `json:"tokens"`
 		} `json:"singles"`
 	}
-	readJSON(t, filepath.Join(sharedTestdata(t), "golden-tokenizer.json"), &golden)
+	readJSON(t, fixtures.Path(t, "golden-tokenizer.json"), &golden)
 	if len(golden.Singles) == 0 {
 		t.Fatal("golden-tokenizer.json has no singles")
 	}
@@ -90,7 +68,7 @@ func TestGoldenPairs(t *testing.T) {
 			AttentionMask []int32 `json:"attention_mask"`
 		} `json:"pairs"`
 	}
-	readJSON(t, filepath.Join(sharedTestdata(t), "golden-pairs.json"), &golden)
+	readJSON(t, fixtures.Path(t, "golden-pairs.json"), &golden)
 	if len(golden.Pairs) == 0 {
 		t.Fatal("golden-pairs.json has no pairs")
 	}
@@ -116,6 +94,17 @@ func TestGoldenPairs(t *testing.T) {
 		if !slices.Equal(enc.AttentionMask, p.AttentionMask) {
 			t.Errorf("pair %d attention_mask\n got %v\nwant %v", i, enc.AttentionMask, p.AttentionMask)
 		}
+	}
+}
+
+// The shipped vocabulary must be the reference copy in testdata/.
+func TestDefaultVocabMatchesFixture(t *testing.T) {
+	want, err := os.ReadFile(fixtures.Path(t, "vocab-bert-base-uncased.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(defaultVocab, want) {
+		t.Fatal("tokenizer/vocab.txt differs from testdata/vocab-bert-base-uncased.txt")
 	}
 }
 

@@ -19,32 +19,11 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 	"github.com/bertq/bertq/worker"
 )
-
-// sharedTestdata finds ../shared/testdata by walking up from the working
-// directory; CI lays shared/ beside the repository clone.
-func sharedTestdata(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "testdata")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			wd, _ := os.Getwd()
-			t.Fatalf("shared test data not found: no directory shared/testdata in %s or any parent (CI lays shared/ beside the repository clone)", wd)
-		}
-		dir = parent
-	}
-}
 
 var (
 	tinyOnce sync.Once
@@ -57,13 +36,12 @@ var (
 // once per test binary.
 func tinyArtifact(t *testing.T) string {
 	t.Helper()
-	td := sharedTestdata(t)
+	src := fixtures.ModelDir(t, "tiny-fp32")
 	tinyOnce.Do(func() {
 		tinyDir, tinyErr = os.MkdirTemp("", "bertq-worker-test-")
 		if tinyErr != nil {
 			return
 		}
-		src := filepath.Join(td, "models", "tiny-fp32")
 		w, info, err := checkpoint.Load(src)
 		if err != nil {
 			tinyErr = err
@@ -97,7 +75,7 @@ type goldenPair struct {
 
 func loadGolden(t *testing.T) ([]goldenPair, [][]float64) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedTestdata(t), "golden-pairs.json"))
+	b, err := os.ReadFile(fixtures.Path(t, "golden-pairs.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +243,7 @@ func serveGolden(t *testing.T, e *env, m engine.Model, info worker.Info, pairs [
 				break
 			}
 		}
-		idx := engine.Argmax(want[res.i])
+		idx := schemas.Argmax(want[res.i])
 		if r.LabelIndex != idx || r.Message != map[int]string{0: "not paraphrase", 1: "paraphrase"}[idx] {
 			t.Errorf("%s: %s: label %d %q", pad, r.ID, r.LabelIndex, r.Message)
 		}

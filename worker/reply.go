@@ -7,7 +7,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -61,11 +60,11 @@ func (w *Worker) answer(j *job, a *answered, logits []float32) bool {
 	if !j.enqueued.IsZero() {
 		queue = max(0, a.start.Sub(j.enqueued))
 	}
-	idx := engine.Argmax(logits)
+	idx := schemas.Argmax(logits)
 	rep := schemas.InferReply{
 		V: schemas.Version, ID: j.id, Model: w.info.Name,
 		Label: w.label(idx), LabelIndex: idx, Message: w.message(idx),
-		Probabilities: engine.Softmax(logits), Logits: logits,
+		Probabilities: schemas.Softmax(logits), Logits: logits,
 		QueueMS: ms(queue), ComputeMS: ms(a.compute), BatchSize: len(a.jobs), BatchTokens: a.tokens,
 		Worker: w.o.id, Synthetic: w.info.Synthetic,
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -527,7 +528,7 @@ func TestWorkerEnginePanic(t *testing.T) {
 	e.putModel(t, "fake", []byte("x"))
 	f := newFake(4, 16)
 	f.panicN.Store(1)
-	startWorker(t, e, f, fakeInfo("fake"), worker.WithRetryDelay(20*time.Millisecond))
+	rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithRetryDelay(20*time.Millisecond))
 	resp, err := e.nc.Request(schemas.InferSubject("fake"), jsonReq("pan", "survive", ""), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -535,6 +536,18 @@ func TestWorkerEnginePanic(t *testing.T) {
 	if r := decodeReply(t, resp).r; r.Error != nil {
 		t.Fatalf("reply %+v", r)
 	}
+	// The answer came from a second run: the panicking batch was handed
+	// back and redelivered, not answered with whatever its logits held.
+	if n := f.calls.Load(); n != 2 {
+		t.Errorf("engine ran %d times, want 2 (the panic, then the retry)", n)
+	}
+	if got := f.realBatches(); !slices.Equal(got, []int{1}) {
+		t.Errorf("completed batches %v, want [1]", got)
+	}
+	if s := rw.w.Stats(); s.FailedBatch != 1 || s.Retries != 1 || s.DeadLetters != 0 {
+		t.Errorf("stats: %d failed batches, %d retries, %d dead letters; want 1, 1, 0", s.FailedBatch, s.Retries, s.DeadLetters)
+	}
+	e.consumerIdle(t, "fake")
 }
 
 func TestWorkerMetricsAndService(t *testing.T) {

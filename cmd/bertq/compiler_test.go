@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/bertq/bertq/compiler"
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -15,7 +15,7 @@ import (
 // upload`, runs `bertq compiler`, and has it compile one job.
 func TestUploadAndCompilerCommands(t *testing.T) {
 	b, nc, js := testBroker(t)
-	dir := testdata.ModelDir(t, "tiny-fp32")
+	dir := fixtures.ModelDir(t, "tiny-fp32")
 	code, out, errOut := runCmd(context.Background(), "upload", "--nats", b.ClientURL(), "--name", "tiny", dir)
 	if code != 0 || !strings.Contains(out, "uploaded tiny/model.safetensors") {
 		t.Fatalf("upload exit %d: %s%s", code, out, errOut)

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/bertq/bertq/internal/testdata"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -47,7 +47,7 @@ func TestNatsReqMatchesPredict(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	art := filepath.Join(dir, "tiny.bqa")
-	if code, out, errs := runCmd(ctx, "compile", "--input", testdata.ModelDir(t, "tiny-fp32"), "--output", art, "--precision", "fp32", "--device", "go"); code != 0 {
+	if code, out, errs := runCmd(ctx, "compile", "--input", fixtures.ModelDir(t, "tiny-fp32"), "--output", art, "--precision", "fp32", "--device", "go"); code != 0 {
 		t.Fatalf("compile: %d\n%s%s", code, out, errs)
 	}
 
@@ -77,7 +77,7 @@ func TestNatsReqMatchesPredict(t *testing.T) {
 	defer w.stop(t)
 	w.waitLog(t, regexp.MustCompile(`worker serving`))
 
-	pairs := testdata.Pairs(t).Pairs
+	pairs := fixtures.Pairs(t).Pairs
 	picks := []int{0, 5, 23, 34} // ordinary, ordinary, empty a, truncated
 	var stdin bytes.Buffer
 	for _, i := range picks {
@@ -85,7 +85,7 @@ func TestNatsReqMatchesPredict(t *testing.T) {
 		stdin.Write(append(line, '\n'))
 	}
 	var pout, perr bytes.Buffer
-	if code := run(ctx, []string{"predict", "--model", art, "--device", "go"}, &env{stdin: &stdin, stdout: &pout, stderr: &perr}); code != 0 {
+	if code := run(ctx, []string{"predict", "--artifact", art, "--device", "go"}, &env{stdin: &stdin, stdout: &pout, stderr: &perr}); code != 0 {
 		t.Fatalf("predict: %d\n%s", code, perr.String())
 	}
 	preds := strings.Split(strings.TrimSpace(pout.String()), "\n")

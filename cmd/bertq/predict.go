@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/schemas"
 )
 
 func init() {
@@ -14,13 +15,13 @@ func init() {
 		name:    "predict",
 		summary: "classify JSON lines {\"a\",\"b\"} from stdin with a compiled artifact",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			model := fs.String("model", "", "compiled artifact file")
+			artifact := fs.String("artifact", "", "compiled artifact `file` (required)")
 			device := fs.String("device", "auto", "engine backend: auto, onednn, cuda or go")
 			return func(ctx context.Context, e *env) error {
-				if *model == "" {
-					return fmt.Errorf("%w: --model is required", errUsage)
+				if *artifact == "" {
+					return fmt.Errorf("%w: no artifact to run (set --artifact)", errUsage)
 				}
-				return predict(ctx, e, *model, *device)
+				return predict(ctx, e, *artifact, *device)
 			}
 		},
 	})
@@ -54,39 +55,27 @@ func predict(ctx context.Context, e *env, path, device string) error {
 	defer r.Close()
 	s := m.Spec()
 	cfg := f.Header.Model
-	in := engine.Input{
-		InputIDs:      make([]int32, s.Batch*s.Seq),
-		TokenTypeIDs:  make([]int32, s.Batch*s.Seq),
-		AttentionMask: make([]int32, s.Batch*s.Seq),
-	}
+	limits := s.Limits()
+	var in engine.Input
 	logits := make([]float32, s.Batch*s.Labels)
 	enc := json.NewEncoder(e.stdout)
-	// Unused slots are padding: a minimal [CLS] [SEP] row nobody reads.
-	pad, err := tok.EncodePair("", "", s.Seq)
-	if err != nil {
-		return err
-	}
-	filled := 0
+	// Pairs run packed: each its real tokens only, as many per batch as the
+	// artifact takes.
 	flush := func() error {
-		if filled == 0 {
+		if len(in.Lengths) == 0 {
 			return nil
-		}
-		for slot := filled; slot < s.Batch; slot++ {
-			copy(in.InputIDs[slot*s.Seq:], pad.InputIDs)
-			copy(in.TokenTypeIDs[slot*s.Seq:], pad.TokenTypeIDs)
-			copy(in.AttentionMask[slot*s.Seq:], pad.AttentionMask)
 		}
 		if err := r.Run(in, logits); err != nil {
 			return err
 		}
-		for slot := 0; slot < filled; slot++ {
-			l := append([]float32(nil), logits[slot*s.Labels:(slot+1)*s.Labels]...)
-			i := engine.Argmax(l)
-			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: engine.Softmax(l), Logits: l}); err != nil {
+		for b := range in.Lengths {
+			l := append([]float32(nil), logits[b*s.Labels:(b+1)*s.Labels]...)
+			i := schemas.Argmax(l)
+			if err := enc.Encode(prediction{Label: cfg.Label(i), LabelIndex: i, Probabilities: schemas.Softmax(l), Logits: l}); err != nil {
 				return err
 			}
 		}
-		filled = 0
+		in = engine.Input{}
 		return nil
 	}
 	err = readPairs(e.stdin, func(_ int, a, b string) error {
@@ -97,12 +86,18 @@ func predict(ctx context.Context, e *env, path, device string) error {
 		if err != nil {
 			return err
 		}
-		copy(in.InputIDs[filled*s.Seq:], x.InputIDs)
-		copy(in.TokenTypeIDs[filled*s.Seq:], x.TokenTypeIDs)
-		copy(in.AttentionMask[filled*s.Seq:], x.AttentionMask)
-		if filled++; filled == s.Batch {
-			return flush()
+		n := 0
+		for _, v := range x.AttentionMask {
+			n += int(v)
 		}
+		if !limits.Admits(len(in.Lengths), len(in.InputIDs), n) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		in.InputIDs = append(in.InputIDs, x.InputIDs[:n]...)
+		in.TokenTypeIDs = append(in.TokenTypeIDs, x.TokenTypeIDs[:n]...)
+		in.Lengths = append(in.Lengths, int32(n))
 		return nil
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/bertq/bertq/producer"
@@ -33,6 +34,7 @@ func init() {
 			fs.StringVar(&f.collect, "collect", "", "collect the replies of the backlog with this run id (start it before the workers)")
 			fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 			fs.DurationVar(&f.retry, "retry", 0, "re-send a request (same id) after this long without a reply, or when the queue was unavailable, until --timeout (0: send once)")
+			fs.StringVar(&f.report, "report", "", "also write the run as a self-contained HTML page (charts of throughput, latency, batch sizes, errors) to this file")
 			return func(ctx context.Context, e *env) error { return runProducer(ctx, e, &f) }
 		},
 	})
@@ -40,7 +42,7 @@ func init() {
 
 type producerFlags struct {
 	nats                           *natsFlags
-	model, data, collect           string
+	model, data, collect, report   string
 	clients, cycle, backlog        int
 	timeout, retry                 time.Duration
 	direct, msgpack, jsonOut, wait bool
@@ -59,6 +61,8 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 		return fmt.Errorf("%w: --wait goes with --backlog", errUsage)
 	case f.backlog < 0:
 		return fmt.Errorf("%w: --backlog must be positive", errUsage)
+	case f.report != "" && f.backlog > 0 && !f.wait:
+		return fmt.Errorf("%w: --report needs replies: use --backlog N --wait, or --report with --collect", errUsage)
 	}
 	if f.collect != "" {
 		if _, err := producer.ParseBacklogRunID(f.collect); err != nil {
@@ -134,6 +138,12 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 		if err == nil && s.Sent > 0 && s.Answered == 0 {
 			err = errors.New("no request was answered")
 		}
+		if f.report != "" {
+			if rerr := writeReport(f.report, s); rerr != nil {
+				return rerr
+			}
+			fmt.Fprintf(e.stderr, "report written to %s\n", f.report)
+		}
 	}
 	return err
 }
@@ -151,4 +161,20 @@ func writeJSONLine(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
+}
+
+// writeReport writes the HTML report of s to path.
+func writeReport(path string, s *producer.Summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	if err := producer.WriteReport(f, s); err != nil {
+		f.Close()
+		return fmt.Errorf("--report %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--report %s: %w", path, err)
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -157,5 +159,39 @@ func TestProducerBacklogCommand(t *testing.T) {
 	lastJSON(t, cOut, &s)
 	if s.Sent != 6 || s.Answered != 6 || s.Lost != 0 || s.Mode != "collect" {
 		t.Fatalf("summary %+v", s)
+	}
+}
+
+// TestProducerReport: --report writes the page beside the usual output.
+func TestProducerReport(t *testing.T) {
+	b, nc, _ := testBroker(t)
+	sub, err := nc.Subscribe(schemas.InferSubject("mrpc"), func(m *nats.Msg) { answer(nc, m.Reply, m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	page := filepath.Join(t.TempDir(), "run.html")
+	code, out, errOut := runCmd(context.Background(), "producer", "--nats", b.ClientURL(), "--model", "mrpc",
+		"--clients", "2", "--cycle", "5", "--json", "--quiet", "--report", page)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var s producer.Summary
+	lastJSON(t, out, &s)
+	html, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data-key="run_id">` + s.RunID + `<`, `data-key="answered">10<`, `data-chart="throughput" data-total="10"`} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if code, _, _ := runCmd(context.Background(), "producer", "--model", "m", "--backlog", "3", "--report", page); code != 2 {
+		t.Errorf("--report without replies: exit %d, want 2", code)
+	}
+	if code, _, errOut := runCmd(context.Background(), "producer", "--nats", b.ClientURL(), "--model", "mrpc", "--clients", "1", "--cycle", "1",
+		"--quiet", "--report", filepath.Join(t.TempDir(), "no", "such", "dir.html")); code != 1 || !strings.Contains(errOut, "--report") {
+		t.Errorf("unwritable report: exit %d: %s", code, errOut)
 	}
 }

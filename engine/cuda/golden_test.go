@@ -1,74 +1,23 @@
 package cuda
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/fixtures"
 )
 
-// EnvTestdata points the golden test at the shared test data when it does not
-// sit in a shared/testdata beside the working directory or above (on a GPU
-// machine the test binary runs from a folder of its own).
-const EnvTestdata = "BERTQ_TESTDATA"
-
-// findTestdata returns the shared test data folder, or "" when absent.
-func findTestdata() string {
-	if d := os.Getenv(EnvTestdata); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		p := filepath.Join(dir, "shared", "testdata")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
-type goldenFile struct {
-	Pairs []struct {
-		InputIDs      []int32 `json:"input_ids"`
-		TokenTypeIDs  []int32 `json:"token_type_ids"`
-		AttentionMask []int32 `json:"attention_mask"`
-	} `json:"pairs"`
-	Models map[string]struct {
-		Logits [][]float64 `json:"logits"`
-	} `json:"models"`
-}
-
-// testGolden compiles the shared checkpoints and checks the GPU's logits on
+// testGolden compiles the fixture checkpoints and checks the GPU's logits on
 // the 36 golden pairs against the float64 references from transformers.
 //
 // fp32 runs must agree within 1e-3. small-bf16 compiled to bf16 runs bf16
 // activations: its bound is tolBF16 (see gpu_test.go for why).
 func testGolden(t *testing.T) {
-	td := findTestdata()
-	if td == "" {
-		wd, _ := os.Getwd()
-		t.Skipf("shared test data not found (no shared/testdata in %s or above, %s unset): golden logits not checked", wd, EnvTestdata)
-	}
-	raw, err := os.ReadFile(filepath.Join(td, "golden-pairs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g goldenFile
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := fixtures.Pairs(t)
 	cases := []struct {
 		model     string
 		prec      artifact.Precision
@@ -90,7 +39,7 @@ func testGolden(t *testing.T) {
 			if !ok || len(ref.Logits) != len(g.Pairs) {
 				t.Fatalf("golden-pairs.json has no logits for %s", c.model)
 			}
-			src, err := compiler.LoadSource(filepath.Join(td, "models", c.model))
+			src, err := compiler.LoadSource(fixtures.ModelDir(t, c.model))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -86,6 +86,8 @@ func (m *model) enter() (func(), error) {
 func checkShape(c bert.Config, s engine.Spec) error {
 	H, d := c.HiddenSize, c.HeadDim()
 	switch {
+	case s.Precision != artifact.BF16 && s.Precision != artifact.FP32:
+		return fmt.Errorf("%w: %s artifacts (this backend runs bf16 and fp32; compile with --precision bf16)", ErrUnsupported, s.Precision)
 	case H > lnMaxWidth:
 		return fmt.Errorf("%w: hidden size %d > %d (a LayerNorm row must fit in 48 KiB of shared memory)", ErrUnsupported, H, lnMaxWidth)
 	case d > attDMax:

@@ -86,10 +86,15 @@ func TestLaunchGeometry(t *testing.T) {
 
 func TestCheckShape(t *testing.T) {
 	c := bert.Large()
-	s := engine.Spec{Batch: 256, Seq: 512, Labels: 2}
+	s := engine.Spec{Batch: 256, Seq: 512, Labels: 2, Precision: artifact.BF16}
 	if err := checkShape(c, s); err != nil {
 		t.Errorf("BERT-Large at 256×512: %v", err)
 	}
+	s.Precision = artifact.INT8
+	if err := checkShape(c, s); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("int8: %v", err)
+	}
+	s.Precision = artifact.BF16
 	c.NumHeads = 4 // head size 256
 	if err := checkShape(c, s); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("head size 256: %v", err)

@@ -2,10 +2,12 @@ package badinput_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,8 +21,8 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/internal/testbuf"
-	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
 )
@@ -54,7 +56,7 @@ func connect(t *testing.T, url, name string) *nats.Conn {
 // compileTiny compiles tiny-fp32 for batch 4 × seq 128 fp32 into dir.
 func compileTiny(t *testing.T, dir string) string {
 	t.Helper()
-	src, err := compiler.LoadSource(testdata.ModelDir(t, "tiny-fp32"))
+	src, err := compiler.LoadSource(fixtures.ModelDir(t, "tiny-fp32"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func newHarness(t *testing.T) *harness {
 	if err := broker.Provision(ctx, sjs); err != nil {
 		t.Fatal(err)
 	}
-	in, err := broker.StartIntake(svc, broker.WithIntakeLogger(log), broker.WithModelCache(time.Minute, 0))
+	in, err := broker.StartIntake(svc, broker.WithIntakeLogger(component(log, "intake")), broker.WithModelCache(time.Minute, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +117,12 @@ func newHarness(t *testing.T) *harness {
 	h.startWorker(t, log)
 	h.startCompiler(t, log)
 	return h
+}
+
+// component tags every line a service logs with the service's name, so that
+// a check can tell who logged it.
+func component(log zerolog.Logger, name string) zerolog.Logger {
+	return log.With().Str("component", name).Logger()
 }
 
 func (h *harness) startWorker(t *testing.T, log zerolog.Logger) {
@@ -144,7 +152,7 @@ func (h *harness) startWorker(t *testing.T, log zerolog.Logger) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.w, err = worker.New(wnc, m, worker.WithInfo(info), worker.WithLogger(log), worker.WithID("badinput-worker"),
+	h.w, err = worker.New(wnc, m, worker.WithInfo(info), worker.WithLogger(component(log, "worker")), worker.WithID("badinput-worker"),
 		worker.WithFetchWait(200*time.Millisecond), worker.WithPinning(false), worker.WithStatsInterval(0),
 		worker.WithMaxDeliver(3), worker.WithRetryDelay(100*time.Millisecond))
 	if err != nil {
@@ -172,7 +180,7 @@ func (h *harness) startCompiler(t *testing.T, log zerolog.Logger) {
 	ctx, stop := context.WithCancel(context.Background())
 	go func() {
 		h.cdone <- compiler.Serve(ctx, cnc, compiler.WithWorkDir(t.TempDir()), compiler.WithVerifyBackend("go"),
-			compiler.WithServiceLogger(log))
+			compiler.WithServiceLogger(component(log, "compiler")))
 	}()
 	t.Cleanup(func() {
 		stop()
@@ -308,6 +316,41 @@ func (h *harness) direct(t *testing.T, subject string, hdr nats.Header, data []b
 	if _, err := h.js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// logMark is the current end of the captured log: waitLog looks only at what
+// is written after it (the buffer is shared by every case and never reset).
+func (h *harness) logMark() int { return len(h.logs.String()) }
+
+// waitLog waits up to 10 s for a line logged after mark whose fields include
+// every field of want, and returns it; nil when none came.
+func (h *harness) waitLog(t *testing.T, mark int, want map[string]string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, line := range strings.Split(h.logs.String()[mark:], "\n") {
+			var fields map[string]any
+			if json.Unmarshal([]byte(line), &fields) != nil {
+				continue
+			}
+			if matches(fields, want) {
+				return fields
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func matches(fields map[string]any, want map[string]string) bool {
+	for k, v := range want {
+		if s, ok := fields[k].(string); !ok || s != v {
+			return false
+		}
+	}
+	return true
 }
 
 // silent fails if anything arrives on sub within d.

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bertq/bertq/broker"
-	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/producer"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
@@ -117,7 +116,7 @@ func testRestart(t *testing.T, tm *tinyModel, pairs []producer.Pair, want map[st
 			failed++
 			example = fmt.Sprintf("%s: %s", id, s.code)
 		case s.rep.ID != id || s.rep.Model != model || !sameLogits(s.rep.Logits, want[pairKey(q.pair.A, q.pair.B)]) ||
-			s.rep.LabelIndex != engine.Argmax(want[pairKey(q.pair.A, q.pair.B)]):
+			s.rep.LabelIndex != schemas.Argmax(want[pairKey(q.pair.A, q.pair.B)]):
 			corrupted++
 			example = fmt.Sprintf("%s: logits %v, want %v", id, s.rep.Logits, want[pairKey(q.pair.A, q.pair.B)])
 		default:

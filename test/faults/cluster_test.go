@@ -304,11 +304,12 @@ func (l *retryLoad) finish(t *testing.T) {
 // nodes 2 and 3. Under load it moves the stream's and the consumer's
 // leadership to node 2 or 3 and kills that node with SIGKILL, then restarts
 // it and lets it catch up, more than once. Two clients load it through the
-// intake, both connected to node 1: a retrying client (retryLoad), which
-// must see every request answered, and the plain producer, whose figures
-// show what a single attempt risks: a request held by the killed node (in
-// its intake, or in transit) gets no reply at all, since NATS spreads the
-// requests of node 1's clients over the intakes of all three nodes.
+// intake, both connected to node 1, and both must see every request
+// answered: a client re-sending with fresh ids (retryLoad) and the producer
+// with WithRetry, re-sending the same id. Both must retry: a request held by
+// the killed node (in its intake, or in transit) gets no reply at all, since
+// NATS spreads the requests of node 1's clients over the intakes of all
+// three nodes.
 func TestClusterNodeLoss(t *testing.T) {
 	kills := pick(2, 6)
 	tm := loadTiny(t)

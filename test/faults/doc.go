@@ -18,11 +18,12 @@
 //     direct engine run of its pair.
 //   - TestClusterNodeLoss: three `bertq broker --config` processes form an R3
 //     JetStream cluster; the stream and consumer leader is killed with SIGKILL
-//     under load, then restarted, more than once. A client that retries on a
-//     timeout or unavailable (as deploy/README.md asks of callers) loses
-//     nothing; the plain producer beside it, one attempt per request, is
-//     reported, not asserted: a request in flight through the killed node
-//     gets no reply at all (core NATS request leg).
+//     under load, then restarted, more than once. Two clients that retry on
+//     silence or unavailable (as deploy/README.md asks of callers) must lose
+//     nothing: one re-sending with fresh ids, and the producer with --retry
+//     (WithRetry), re-sending the same id. Without a retry, a request in
+//     flight through the killed node gets no reply at all (core NATS request
+//     leg).
 //   - TestQueueFullBackpressure: a queue of 50 with no worker refuses the
 //     excess out loud (queue_full replies, "maximum messages exceeded" publish
 //     errors); accepted + refused = sent, and every accepted request is

@@ -25,8 +25,8 @@ import (
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
 	_ "github.com/bertq/bertq/engine/onednn"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/internal/testbuf"
-	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/producer"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/worker"
@@ -81,7 +81,7 @@ func device() string {
 // tinyArtifact compiles tiny-fp32 for batch 4 × seq 32 fp32, once per binary.
 func tinyArtifact(t testing.TB) string {
 	t.Helper()
-	dir := testdata.ModelDir(t, "tiny-fp32")
+	dir := fixtures.ModelDir(t, "tiny-fp32")
 	artOnce.Do(func() {
 		src, err := compiler.LoadSource(dir)
 		if err != nil {

@@ -16,8 +16,8 @@ import (
 	"github.com/bertq/bertq/compiler"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"
+	"github.com/bertq/bertq/internal/fixtures"
 	"github.com/bertq/bertq/internal/testbuf"
-	"github.com/bertq/bertq/internal/testdata"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/test/security/securetest"
 	"github.com/bertq/bertq/worker"
@@ -145,7 +145,7 @@ func startPipeline(t *testing.T) *pipeline {
 
 	// The operator uploads the checkpoint and submits a compile job, which
 	// the compile worker runs into the model bucket.
-	if _, err := compiler.Upload(ctx, p.admin.js, model, testdata.ModelDir(t, "tiny-fp32")); err != nil {
+	if _, err := compiler.Upload(ctx, p.admin.js, model, fixtures.ModelDir(t, "tiny-fp32")); err != nil {
 		t.Fatal(err)
 	}
 	cctx, stopCompiler := context.WithCancel(context.Background())
