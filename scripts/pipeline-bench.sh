@@ -38,8 +38,11 @@ MODE=${MODE:-intake}         # intake (request/reply via bert.infer.<model>) or 
 PORT=${PORT:-}               # default: a free one (other people run this script too)
 TINY=${TINY:-testdata/models/tiny-fp32}
 LENGTHS=${LENGTHS:-testdata/mrpc-dev-lengths.json}
-MRPC_ART=${MRPC_ART:-.cache/large-fp32.bqa}
+MRPC_ART=${MRPC_ART:-.cache/large-bf16.bqa}
 LARGE_ART=${LARGE_ART:-.cache/large-bf16.bqa}
+MRPC_CLIENTS=${MRPC_CLIENTS:-48}   # the seed's 48: enough to keep every batch full
+MRPC_WARM=${MRPC_WARM:-30}         # seconds: BERT-large batches take seconds on a CPU
+MRPC_WINDOW=${MRPC_WINDOW:-120}
 WORK=$(mktemp -d -t bertq-pbench.XXXXXX)
 # A port pair nobody listens on: a worker must never join someone else's broker.
 free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -117,9 +120,10 @@ snapshot() {
 }
 
 # pipeline BIN ART PARALLEL [PRODUCER ARGS...]: one measured run; writes to
-# $WORK/line "answered_per_s broker_ms worker_ms engine_ms producer_ms busy mean_batch"
-# (CPU milliseconds per answered request; busy: the share of the window the
-# runners spent in the engine).
+# $WORK/line "answered_per_s broker_ms worker_ms engine_ms producer_ms busy
+# mean_batch ms_per_batch" (CPU milliseconds per answered request; busy: the
+# share of the window the runners spent in the engine; ms_per_batch: engine
+# time per batch).
 pipeline() {
 	local bin=$1 art=$2 par=$3
 	shift 3
@@ -132,7 +136,9 @@ pipeline() {
 		kill -0 "$BROKER" 2>/dev/null || { echo "the broker exited:" >&2; cat "$log.broker" >&2; exit 1; }
 		sleep 0.05
 	done
-	nats -s "$URL" object put bertq-models "$art" --name bench --force --no-progress >/dev/null
+	# The intake only asks whether the model exists; the worker serves the file.
+	echo "served from $art" >"$WORK/placeholder"
+	nats -s "$URL" object put bertq-models "$WORK/placeholder" --name bench --force --no-progress >/dev/null
 	local artflag=--model-file
 	"$bin" worker -h 2>&1 | grep -q -- '-artifact ' && artflag=--artifact
 	# shellcheck disable=SC2086 # WORKER_ARGS: extra flags, split on spaces
@@ -159,11 +165,11 @@ pipeline() {
 	awk -v a="$a" -v b="$b" -v p="$par" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
 		dt = y[1] - x[1]; n = y[2] - x[2]; nb = y[3] - x[3]
-		if (n <= 0) { print "0 0 0 0 0 0 0"; exit }
+		if (n <= 0) { print "0 0 0 0 0 0 0 0"; exit }
 		eng = y[7] - x[7]
-		printf "%.1f %.4f %.4f %.4f %.4f %.3f %.2f\n", n / dt, 1000 * (y[5] - x[5]) / n,
+		printf "%.3f %.4f %.4f %.4f %.4f %.3f %.2f %.3f\n", n / dt, 1000 * (y[5] - x[5]) / n,
 			1000 * ((y[6] - x[6]) - eng) / n, 1000 * eng / n, 1000 * (y[8] - x[8]) / n,
-			(y[4] - x[4]) / (1000 * dt * p), n / nb
+			(y[4] - x[4]) / (1000 * dt * p), n / nb, (y[4] - x[4]) / nb
 	}' >"$WORK/line"
 }
 
@@ -175,8 +181,35 @@ stats() {
 }
 
 report() { # report LABEL FILE
-	printf "%-10s answered/s %s  broker %s ms  worker beyond the model %s ms  model %s ms  producer %s ms  busy %s  batch %s\n" "$1" \
-		"$(stats 1 "$2")" "$(stats 2 "$2")" "$(stats 3 "$2")" "$(stats 4 "$2")" "$(stats 5 "$2")" "$(stats 6 "$2")" "$(stats 7 "$2")"
+	printf "%-10s answered/s %s\n           CPU ms per answered request: broker %s, worker beyond the model %s (sum %s), model %s, producer %s\n           engine busy %s, mean batch %s, engine ms per batch %s\n" "$1" \
+		"$(stats 1 "$2")" "$(stats 2 "$2")" "$(stats 3 "$2")" "$(awk '{print $2 + $3}' "$2" | stats 1 -)" "$(stats 4 "$2")" "$(stats 5 "$2")" \
+		"$(stats 6 "$2")" "$(stats 7 "$2")" "$(stats 8 "$2")"
+}
+
+# vs_engine ART [PRODUCER ARGS...]: this build end to end through NATS against
+# `bertq bench` (the engine alone) on the same cores, alternated; BENCH_ARGS
+# are bench's traffic flags, matching the producer's.
+vs_engine() {
+	local art=$1 name=$2
+	shift 2
+	: >"$WORK/$name.engine"
+	: >"$WORK/$name.new"
+	for r in $(seq "$ROUNDS"); do
+		local e line
+		# shellcheck disable=SC2086 # BENCH_ARGS: flags, split on spaces
+		"$BIN" bench --artifact "$art" --parallel "$PARALLEL" --seconds "$WINDOW" $BENCH_ARGS --json >"$WORK/bench.out" 2>"$WORK/bench.err" ||
+			{ cat "$WORK/bench.err" >&2; exit 1; }
+		e=$(tail -n1 "$WORK/bench.out" | sed -E 's/.*"seq_per_s":([0-9.eE+-]+).*/\1/')
+		echo "$e" >>"$WORK/$name.engine"
+		pipeline "$BIN" "$art" "$PARALLEL" "$@"
+		line=$(cat "$WORK/line")
+		echo "$line" >>"$WORK/$name.new"
+		echo "  round $r: engine alone $e seq/s; pipeline $line"
+	done
+	echo "engine alone answered/s $(stats 1 "$WORK/$name.engine") (bertq bench --parallel $PARALLEL $BENCH_ARGS)"
+	report pipeline "$WORK/$name.new"
+	awk 'NR == FNR {e[FNR] = $1; next} {print $1 / e[FNR]}' "$WORK/$name.engine" "$WORK/$name.new" >"$WORK/$name.ratio"
+	echo "pipeline/engine per round: $(tr '\n' ' ' <"$WORK/$name.ratio") (median $(stats 1 "$WORK/$name.ratio"))"
 }
 
 # compare ART PARALLEL NAME [PRODUCER ARGS...]: this build against OLD, alternated.
@@ -218,6 +251,18 @@ for s in $SECTIONS; do
 		echo "== busy: tiny fp32, batch 16 × seq 32, worker --parallel 1, $CLIENTS clients ($MODE); engine alone:"
 		"$BIN" bench --artifact .cache/tiny-s32-b16.bqa --parallel 1 --seconds 5 2>/dev/null | grep -E '^forward'
 		compare .cache/tiny-s32-b16.bqa 1 busy
+		;;
+	mrpc)
+		[ -f "$MRPC_ART" ] || compile "$MRPC_ART" --input synthetic:bert-large
+		echo "== mrpc: $MRPC_ART, MRPC dev lengths, packed, worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $ROUNDS rounds"
+		WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="--lengths $LENGTHS" vs_engine "$MRPC_ART" mrpc --lengths "$LENGTHS"
+		;;
+	large)
+		[ -f "$LARGE_ART" ] || compile "$LARGE_ART" --input synthetic:bert-large
+		echo "== large: $LARGE_ART, full-length traffic (the seed's shape), worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $ROUNDS rounds"
+		# Every pair 62 + 63 WordPiece tokens: 128 with [CLS] and two [SEP], as bench's default traffic.
+		echo '{"a_tokens":[62],"b_tokens":[63]}' >"$WORK/full.json"
+		WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="" vs_engine "$LARGE_ART" large --lengths "$WORK/full.json"
 		;;
 	*)
 		echo "unknown section $s" >&2

@@ -112,7 +112,7 @@ func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait =
 func WithMaxDeliver(n int) Option { return func(o *options) { o.maxDeliver = n } }
 
 // WithMaxAckPending sets the consumer's MaxAckPending (default the larger of
-// 2048, 4 × parallel × batch and twice the prefetch).
+// 1024 and 4 × parallel × batch). The pull window stays within half of it.
 func WithMaxAckPending(n int) Option { return func(o *options) { o.maxAckPending = n } }
 
 // WithRetryDelay sets the delay before a failed batch's requests are

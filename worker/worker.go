@@ -91,7 +91,7 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 	}
 	o.fetchWait = max(o.fetchWait, time.Second) // the shortest pull JetStream takes
 	if o.maxAckPending <= 0 {
-		o.maxAckPending = max(2*maxPull, 4*o.parallel*spec.Batch, 2*o.prefetch)
+		o.maxAckPending = max(1024, 4*o.parallel*spec.Batch)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
