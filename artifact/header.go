@@ -36,19 +36,26 @@ func ParsePrecision(s string) (Precision, error) {
 // Quantization records an int8 artifact's scheme, so that a reader never has
 // to guess it.
 type Quantization struct {
-	// Weights: "s8 symmetric per output channel": w ≈ q · scale[n], q in
-	// [-127, 127], scale[n] = max_k |w[k][n]| / 127, stored beside each
-	// weight as "<name>.scale" (f32 [N]).
+	// Weights: WeightsS8PairSafe (the only scheme so far), stored as "i8"
+	// tensors with their column scales beside them ("<name>.scale", f32 [N]).
 	Weights string `json:"weights"`
-	// Activations: "dynamic symmetric per token": each matmul input row is
-	// quantized at run time with its own max |x|.
+	// Activations: ActivationsU8PerToken: each matmul input row is
+	// quantized at run time with its own range.
 	Activations string `json:"activations"`
 }
 
-// The scheme this package writes.
+// The int8 scheme. Weights: w ≈ q·scale[n] per output column n, q in
+// [-127, 127], and every pair of adjacent inputs (rows 2j and 2j+1) has
+// |q₂ⱼ| + |q₂ⱼ₊₁| ≤ 128, so that u8·s8 products summed in pairs never
+// exceed 255·128 = 32640: the 16 bits of AVX2's vpmaddubsw, which saturates
+// beyond them, where VNNI and AMX accumulate in 32. One scheme for every
+// CPU, so that an artifact's numbers are the same wherever it runs.
+// Activations: each row x of a matmul input becomes u8 q = round(x/s) + z
+// with s = (hi - lo)/255 and z = round(-lo/s) for the row's range [lo, hi]
+// stretched to include 0, so that x ≈ (q - z)·s.
 const (
-	WeightsS8PerChannel    = "s8 symmetric per output channel"
-	ActivationsPerTokenDyn = "dynamic symmetric per token"
+	WeightsS8PairSafe     = "s8 per output channel, adjacent input pairs |q1|+|q2| <= 128"
+	ActivationsU8PerToken = "u8 asymmetric per token, dynamic"
 )
 
 // DType is a tensor's element type in the file.
@@ -147,7 +154,7 @@ func (h *Header) validate(dataStart, dataEnd int64) error {
 	}
 	if q := h.Quantization; (h.Precision == INT8) != (q != nil) {
 		return bad("precision %s with quantization %v: an int8 artifact, and only it, records its scheme", h.Precision, q)
-	} else if q != nil && (q.Weights != WeightsS8PerChannel || q.Activations != ActivationsPerTokenDyn) {
+	} else if q != nil && (q.Weights != WeightsS8PairSafe || q.Activations != ActivationsU8PerToken) {
 		return bad("unknown quantization scheme: weights %q, activations %q", q.Weights, q.Activations)
 	}
 	seen := make(map[string]bool, len(h.Tensors))

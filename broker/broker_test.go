@@ -26,13 +26,13 @@ type env struct {
 	js jetstream.JetStream
 }
 
-func startBroker(t *testing.T, opts ...broker.Option) *env {
+func startBroker(t testing.TB, opts ...broker.Option) *env {
 	t.Helper()
 	e := natstest.Start(t, opts...)
 	return &env{b: e.Broker, nc: e.NC, js: e.JS}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -56,7 +56,7 @@ func provisioned(t *testing.T, popts []broker.ProvisionOption, iopts ...broker.I
 	return e
 }
 
-func putModel(t *testing.T, e *env, name string) {
+func putModel(t testing.TB, e *env, name string) {
 	t.Helper()
 	ctx := ctxT(t)
 	obs, err := e.js.ObjectStore(ctx, schemas.ModelBucket)
@@ -299,18 +299,39 @@ func TestIntakeErrors(t *testing.T) {
 	}
 }
 
-func TestIntakeModelCache(t *testing.T) {
-	e := provisioned(t, nil, broker.WithModelCache(time.Minute, 50*time.Millisecond))
+// TestIntakeFollowsTheBucket: a model stored after the intake started is
+// served at once (the watch may trail the store; the intake then asks the
+// bucket), and a deleted one is refused.
+func TestIntakeFollowsTheBucket(t *testing.T) {
+	e := provisioned(t, nil)
 	if _, r := request(t, e, schemas.InferSubject("later"), "", []byte(`{"a":"x"}`)); r.Error == nil || r.Error.Code != schemas.CodeUnknownModel {
 		t.Fatalf("reply %+v", r)
 	}
 	putModel(t, e, "later")
-	time.Sleep(100 * time.Millisecond)
 	if err := e.nc.PublishRequest(schemas.InferSubject("later"), nats.NewInbox(), []byte(`{"id":"l1","a":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if m := lastWork(t, e, schemas.InferStream, schemas.WorkSubject("later")); m.Header.Get(schemas.HeaderMsgID) != "l1" {
 		t.Errorf("queued %v", m.Header)
+	}
+	obs, err := e.js.ObjectStore(ctxT(t), schemas.ModelBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(ctxT(t), "later"); err != nil {
+		t.Fatal(err)
+	}
+	// Until the watch shows the deletion, a request may still be queued
+	// (and go unanswered here, with no worker): ask until refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := e.nc.Request(schemas.InferSubject("later"), []byte(`{"a":"x"}`), 200*time.Millisecond)
+		if err == nil && resp.Header.Get(schemas.HeaderErrorCode) == schemas.CodeUnknownModel {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a deleted model is still accepted: %v", err)
+		}
 	}
 }
 

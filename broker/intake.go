@@ -25,22 +25,16 @@ type IntakeOption func(*intakeOptions)
 
 type intakeOptions struct {
 	log            zerolog.Logger
-	knownTTL       time.Duration
-	unknownTTL     time.Duration
 	publishTimeout time.Duration
 	maxPending     int
 	lookupTimeout  time.Duration
+	// wrapLookup, for tests, wraps each bucket lookup of an unknown name.
+	wrapLookup func(model string, lookup func(string) (bool, error)) (bool, error)
 }
 
 // WithIntakeLogger logs the intake's failures (default: none). Request
 // payloads are never logged; ids are quoted and truncated.
 func WithIntakeLogger(l zerolog.Logger) IntakeOption { return func(o *intakeOptions) { o.log = l } }
-
-// WithModelCache sets how long the answer "model exists" (default 5 s) and
-// "no such model" (default 1 s) are reused before the bucket is asked again.
-func WithModelCache(known, unknown time.Duration) IntakeOption {
-	return func(o *intakeOptions) { o.knownTTL, o.unknownTTL = known, unknown }
-}
 
 // WithPublishTimeout bounds the wait for JetStream's PubAck (default 5 s);
 // past it the caller gets unavailable.
@@ -54,7 +48,9 @@ func WithMaxPending(n int) IntakeOption { return func(o *intakeOptions) { o.maxP
 // Intake is the request/reply front door: a micro service (schemas.IntakeService)
 // with an endpoint on bert.infer.* and one on bert.compile that checks each
 // request's envelope and enqueues it, carrying the caller's inbox in a header.
-// The worker answers; the intake only answers when it cannot enqueue. The
+// The worker answers; the intake only answers when it cannot enqueue. It
+// knows which models exist from a watch on the model bucket, so no request
+// waits for a lookup (see models.go). The
 // intake also dead-letters requests whose deliveries ran out unseen (a worker
 // crashed on the last try), answering their callers.
 type Intake struct {
@@ -69,14 +65,16 @@ type Intake struct {
 
 	deadSub *nats.Subscription
 
-	mu     sync.Mutex
-	models map[string]modelEntry
-	bucket jetstream.ObjectStore
-}
-
-type modelEntry struct {
-	exists  bool
-	expires time.Time
+	models      *modelSet
+	stopWatch   context.CancelFunc
+	watchDone   chan struct{}
+	lookups     chan struct{} // a slot per confirmation in flight
+	lookupFn    func(model string) (bool, error)
+	lookupsMu   sync.Mutex // guards stopping and lookupsDone.Add against Stop's Wait
+	stopping    bool
+	lookupsDone sync.WaitGroup
+	bucketMu    sync.Mutex
+	bucket      jetstream.ObjectStore
 }
 
 // pendingReq is a request whose PubAck has not arrived yet.
@@ -90,16 +88,21 @@ type pendingReq struct {
 }
 
 // StartIntake registers the intake service on nc. Several intakes may run
-// side by side: the endpoints share a queue group.
+// side by side: the endpoints share a queue group. It first loads the model
+// bucket's names (waiting up to the lookup timeout, 5 s; an unprovisioned
+// server does not hold it up), then keeps following the bucket.
 func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
 	o := intakeOptions{
-		log: zerolog.Nop(), knownTTL: 5 * time.Second, unknownTTL: time.Second,
-		publishTimeout: 5 * time.Second, maxPending: 4096, lookupTimeout: 5 * time.Second,
+		log: zerolog.Nop(), publishTimeout: 5 * time.Second, maxPending: 4096, lookupTimeout: 5 * time.Second,
 	}
 	for _, fn := range opts {
 		fn(&o)
 	}
-	in := &Intake{nc: nc, o: o, log: o.log, models: map[string]modelEntry{}}
+	in := &Intake{nc: nc, o: o, log: o.log, models: newModelSet(), lookups: make(chan struct{}, maxLookups)}
+	in.lookupFn = in.lookup
+	if w := o.wrapLookup; w != nil {
+		in.lookupFn = func(model string) (bool, error) { return w(model, in.lookup) }
+	}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(o.maxPending),
 		jetstream.WithPublishAsyncTimeout(o.publishTimeout),
@@ -110,30 +113,10 @@ func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
 		return nil, fmt.Errorf("%w: %v", ErrIntake, err)
 	}
 	in.js = js
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        schemas.IntakeService,
-		Version:     IntakeVersion,
-		Description: "bertq intake: checks requests and queues them for the workers",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntake, err)
-	}
-	in.svc = svc
-	if err := svc.AddEndpoint("infer", micro.HandlerFunc(in.handleInfer),
-		micro.WithEndpointSubject(schemas.InferSubjectPrefix+"*"),
-		micro.WithEndpointMetadata(map[string]string{"format": "schemas.InferRequest (JSON or msgpack)"})); err != nil {
-		svc.Stop()
-		return nil, fmt.Errorf("%w: infer endpoint: %v", ErrIntake, err)
-	}
-	if err := svc.AddEndpoint("compile", micro.HandlerFunc(in.handleCompile),
-		micro.WithEndpointSubject(schemas.CompileSubject),
-		micro.WithEndpointMetadata(map[string]string{"format": "schemas.CompileJob (JSON or msgpack)"})); err != nil {
-		svc.Stop()
-		return nil, fmt.Errorf("%w: compile endpoint: %v", ErrIntake, err)
-	}
-	if in.deadSub, err = in.startDeadLetters(); err != nil {
-		svc.Stop()
-		return nil, fmt.Errorf("%w: dead-letter advisories: %v", ErrIntake, err)
+	in.startWatch()
+	if err := in.register(); err != nil {
+		in.stopWatching()
+		return nil, err
 	}
 	// The endpoints' subscriptions must reach the server before callers are
 	// told the intake serves; micro does not flush them itself.
@@ -144,14 +127,52 @@ func StartIntake(nc *nats.Conn, opts ...IntakeOption) (*Intake, error) {
 	return in, nil
 }
 
+// register adds the micro service with its endpoints and the dead-letter
+// subscription.
+func (in *Intake) register() error {
+	svc, err := micro.AddService(in.nc, micro.Config{
+		Name:        schemas.IntakeService,
+		Version:     IntakeVersion,
+		Description: "bertq intake: checks requests and queues them for the workers",
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrIntake, err)
+	}
+	in.svc = svc
+	if err := svc.AddEndpoint("infer", micro.HandlerFunc(in.handleInfer),
+		micro.WithEndpointSubject(schemas.InferSubjectPrefix+"*"),
+		micro.WithEndpointMetadata(map[string]string{"format": "schemas.InferRequest (JSON or msgpack)"})); err != nil {
+		svc.Stop()
+		return fmt.Errorf("%w: infer endpoint: %v", ErrIntake, err)
+	}
+	if err := svc.AddEndpoint("compile", micro.HandlerFunc(in.handleCompile),
+		micro.WithEndpointSubject(schemas.CompileSubject),
+		micro.WithEndpointMetadata(map[string]string{"format": "schemas.CompileJob (JSON or msgpack)"})); err != nil {
+		svc.Stop()
+		return fmt.Errorf("%w: compile endpoint: %v", ErrIntake, err)
+	}
+	if in.deadSub, err = in.startDeadLetters(); err != nil {
+		svc.Stop()
+		return fmt.Errorf("%w: dead-letter advisories: %v", ErrIntake, err)
+	}
+	return nil
+}
+
 // Service is the intake's micro service.
 func (in *Intake) Service() micro.Service { return in.svc }
 
-// Stop unregisters the service and waits (up to the publish timeout) for the
-// PubAcks of requests already taken in, so that their failures still get a reply.
+// Stop unregisters the service and waits for the model lookups in flight
+// and (up to the publish timeout) for the PubAcks of requests already taken
+// in, so that their failures still get a reply.
 func (in *Intake) Stop() error {
 	in.deadSub.Unsubscribe()
 	err := in.svc.Stop()
+	// The endpoints drain: a handler may still be running, and start a lookup.
+	in.lookupsMu.Lock()
+	in.stopping = true
+	in.lookupsMu.Unlock()
+	in.lookupsDone.Wait()
+	in.stopWatching()
 	select {
 	case <-in.js.PublishAsyncComplete():
 	case <-time.After(in.o.publishTimeout):
@@ -190,18 +211,11 @@ func (in *Intake) handleInfer(req micro.Request) {
 			"%q is not a model name: 1 to 64 of letters, digits, '-' and '_'", schemas.Clip(model, 80)))
 		return
 	}
-	exists, err := in.modelExists(model)
-	if err != nil {
-		in.log.Warn().Err(err).Str("model", model).Msg("model lookup failed")
-		in.replySync(req, p, schemas.Errorf(schemas.CodeUnavailable, "cannot look up model %q: %v", model, err))
+	if in.models.has(model) {
+		in.enqueue(p, schemas.WorkSubject(model), data, func(e *schemas.Error) { in.replySync(req, p, e) })
 		return
 	}
-	if !exists {
-		in.replySync(req, p, schemas.Errorf(schemas.CodeUnknownModel,
-			"no model %q in the %s bucket: compile or upload it first", model, schemas.ModelBucket))
-		return
-	}
-	in.enqueue(req, p, schemas.WorkSubject(model), data)
+	in.confirm(p, model, data)
 }
 
 func (in *Intake) handleCompile(req micro.Request) {
@@ -223,12 +237,13 @@ func (in *Intake) handleCompile(req micro.Request) {
 		return
 	}
 	p.name = job.Name
-	in.enqueue(req, p, schemas.CompileWorkSubject, data)
+	in.enqueue(p, schemas.CompileWorkSubject, data, func(e *schemas.Error) { in.replySync(req, p, e) })
 }
 
 // enqueue publishes data to subject with the caller's inbox in a header; the
-// PubAck (or its failure) arrives in onAck / onPublishErr.
-func (in *Intake) enqueue(req micro.Request, p *pendingReq, subject string, data []byte) {
+// PubAck (or its failure) arrives in onAck / onPublishErr. fail answers a
+// publish refused at once.
+func (in *Intake) enqueue(p *pendingReq, subject string, data []byte, fail func(*schemas.Error)) {
 	m := nats.NewMsg(subject)
 	m.Data = data
 	if p.reply != "" {
@@ -241,7 +256,7 @@ func (in *Intake) enqueue(req micro.Request, p *pendingReq, subject string, data
 	if _, err := in.js.PublishMsgAsync(m); err != nil {
 		if _, ok := in.pending.LoadAndDelete(m); ok {
 			in.log.Warn().Err(err).Str("id", schemas.Clip(p.id, 64)).Msg("enqueue failed")
-			in.replySync(req, p, publishError(err))
+			fail(publishError(err))
 		}
 	}
 }
@@ -335,46 +350,4 @@ func (in *Intake) replyAsync(p *pendingReq, e *schemas.Error) {
 	if err := in.nc.PublishMsg(&nats.Msg{Subject: p.reply, Data: body, Header: h}); err != nil {
 		in.log.Warn().Err(err).Msg("error reply failed")
 	}
-}
-
-// modelExists asks the model bucket whether an object named model exists,
-// reusing recent answers.
-func (in *Intake) modelExists(model string) (bool, error) {
-	now := time.Now()
-	in.mu.Lock()
-	e, ok := in.models[model]
-	bucket := in.bucket
-	in.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.exists, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), in.o.lookupTimeout)
-	defer cancel()
-	if bucket == nil {
-		b, err := in.js.ObjectStore(ctx, schemas.ModelBucket)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrBucketNotFound) {
-				return false, fmt.Errorf("the %s bucket does not exist: run `bertq provision`", schemas.ModelBucket)
-			}
-			return false, err
-		}
-		bucket = b
-	}
-	_, err := bucket.GetInfo(ctx, model)
-	exists := err == nil
-	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return false, err
-	}
-	ttl := in.o.unknownTTL
-	if exists {
-		ttl = in.o.knownTTL
-	}
-	in.mu.Lock()
-	in.bucket = bucket
-	if len(in.models) > 10_000 { // names come from callers: bound the cache
-		clear(in.models)
-	}
-	in.models[model] = modelEntry{exists: exists, expires: now.Add(ttl)}
-	in.mu.Unlock()
-	return exists, nil
 }

@@ -124,7 +124,7 @@ func Compile(src Source, out string, opts Options) (*Result, error) {
 	}
 	hdr.Model.Activation = act
 	if opts.Precision == artifact.INT8 {
-		hdr.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PerChannel, Activations: artifact.ActivationsPerTokenDyn}
+		hdr.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PairSafe, Activations: artifact.ActivationsU8PerToken}
 	}
 	if err := write(tmpPath, w, src.Tokenizer.VocabBytes(), opts.Precision, hdr); err != nil {
 		return nil, err

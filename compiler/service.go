@@ -34,7 +34,7 @@ var (
 // Object metadata keys of an artifact in schemas.ModelBucket.
 const (
 	MetaDigest    = "digest"    // hex SHA-256 from the artifact footer
-	MetaPrecision = "precision" // bf16 or fp32
+	MetaPrecision = "precision" // bf16, fp32 or int8
 	MetaBatch     = "batch"
 	MetaSeq       = "seq"
 	MetaSource    = "source" // the job's source, e.g. checkpoint:tiny

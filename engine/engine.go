@@ -37,10 +37,6 @@ type Options struct {
 	// RowsBucketed (a primitive per M rounded up); "" lets the backend pick
 	// the one that keeps its fastest implementation.
 	MatmulRows string
-	// Int8ActMax, for the plain-Go reference backend, is the range ±qa its
-	// int8 activations are quantized to (0: 127); a test sets it to what the
-	// CPU engine it checks uses (onednn's Model.Int8ActMax).
-	Int8ActMax int
 }
 
 // MatmulRows values.

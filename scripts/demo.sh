@@ -4,7 +4,8 @@
 # worker with --parallel 4 printing real inferences/s every second, and the
 # 48-client producer. Every process is stopped on exit.
 #
-#   CLIENTS=48 CYCLE=4 PARALLEL=4 PORT=4222 scripts/demo.sh   # the defaults
+#   CLIENTS=48 CYCLE=4 PARALLEL=4 PORT=4222 PRECISION=bf16 scripts/demo.sh   # the defaults
+#   PRECISION=int8 scripts/demo.sh                                           # the int8 engine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ CLIENTS=${CLIENTS:-48}
 CYCLE=${CYCLE:-4}          # the seed used 128; 4 keeps the demo to a few minutes on 2 cores
 PARALLEL=${PARALLEL:-4}
 PORT=${PORT:-4222}
+PRECISION=${PRECISION:-bf16}
 MODEL=${MODEL:-bert-large-mrpc}
 WORK=$(mktemp -d -t bertq-demo.XXXXXX)
 URL="nats://127.0.0.1:${PORT}"
@@ -42,11 +44,11 @@ step "compile worker"
 "$BIN" compiler --nats "$URL" --work-dir "$WORK/compile" 2>"$WORK/compiler.log" &
 pids+=($!)
 
-step "compile job: synthetic:bert-large → ${MODEL} (bf16, batch 4, seq 128)"
+step "compile job: synthetic:bert-large → ${MODEL} (${PRECISION}, batch 4, seq 128)"
 # The intake answers once the broker has provisioned; until then there are no responders.
 for try in $(seq 50); do
-	if "$BIN" compile --submit --nats "$URL" --name "$MODEL" --input synthetic:bert-large \
-		--precision bf16 --batch 4 --seq 128 2>"$WORK/submit.err"; then
+	if "$BIN" compile --submit --nats "$URL" --model "$MODEL" --input synthetic:bert-large \
+		--precision "$PRECISION" --batch 4 --seq 128 2>"$WORK/submit.err"; then
 		break
 	fi
 	if ! grep -q "no responders" "$WORK/submit.err" || [ "$try" = 50 ]; then

@@ -34,6 +34,7 @@ budget() {
 	FuzzSafetensorsHeader) echo 150000x ;;
 	FuzzSafetensorsFile) echo 200000x ;;
 	FuzzParse) echo 200000x ;;
+	FuzzParseCPUList) echo 160000x ;;
 	FuzzHeader) echo 120000x ;;
 	*) echo 50000x ;; # a new target: measure it and add a line above
 	esac

@@ -162,7 +162,7 @@ if has_step bench; then
 		a=$(artifact "$b")
 		[ -f "$a" ] || continue
 		for c in $BENCH_CORES; do
-			step "bertq-bench-b$b-runners$c" 240 "$BIN" bench --model "$a" --device cuda --cores "$c" \
+			step "bertq-bench-b$b-runners$c" 240 "$BIN" bench --artifact "$a" --device cuda --parallel "$c" \
 				--seconds "$BENCH_SECONDS" --json
 			grep -E '^(forward|roofline|bare|memory|\{)' "$LOGS/bertq-bench-b$b-runners$c.log" | quote
 		done
@@ -186,7 +186,7 @@ if has_step e2e; then
 			(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
 			sleep 0.1
 		done
-		"$BIN" worker --nats "$url" --model bert-large-mrpc --model-file "$a" --device cuda \
+		"$BIN" worker --nats "$url" --model bert-large-mrpc --artifact "$a" --device cuda \
 			--parallel "$PARALLEL" --cache "$WORK/cache" --metrics "" >"$LOGS/e2e-worker.log" 2>&1 &
 		worker=$!
 		pids+=($worker)

@@ -120,17 +120,48 @@ func (w *Worker) expired(j *job) bool {
 	return true
 }
 
-// process runs one batch and hands its results to the replier.
+// process runs one batch; the replier answers it. Requests the engine
+// cannot run are retried or dead-lettered (failBatch).
 func (w *Worker) process(r engine.Runner, b *batch, jobs []*job) {
-	in, rows := w.fill(b, jobs)
 	_, maxDeliver, _ := w.consumer()
+	failed, cause := w.compute(r, b, jobs)
+	if len(failed) > 0 {
+		w.failBatch(failed, cause, maxDeliver)
+		w.leases.release(failed...) // settled, or left for JetStream to redeliver
+	}
+}
+
+// compute runs jobs as one batch. When the batch fails and holds more than
+// one request, each runs again alone, so that one input the engine cannot
+// run (a poison row) fails only itself and its batch-mates are answered. It
+// returns the requests that failed and the last cause.
+func (w *Worker) compute(r engine.Runner, b *batch, jobs []*job) (failed []*job, cause error) {
+	cause = w.runBatch(r, b, jobs)
+	if cause == nil {
+		return nil, nil
+	}
+	if len(jobs) == 1 {
+		return jobs, cause
+	}
+	w.log.Warn().Err(cause).Int("requests", len(jobs)).Msg("batch failed; running its requests one at a time")
+	for _, j := range jobs {
+		if err := w.runBatch(r, b, []*job{j}); err != nil {
+			failed, cause = append(failed, j), err
+		}
+	}
+	return failed, cause
+}
+
+// runBatch lays jobs out (packed, or static with dummy rows), runs them and
+// hands the results to the replier; on an engine failure it hands none.
+func (w *Worker) runBatch(r engine.Runner, b *batch, jobs []*job) error {
+	in, rows := w.fill(b, jobs)
 	start := time.Now()
 	err := runSafe(r, in, b.logits)
 	compute := time.Since(start)
 	if err != nil {
-		w.failBatch(jobs, err, maxDeliver)
-		w.leases.release(jobs...) // settled, or left for JetStream to redeliver
-		return
+		w.m.failedBatch()
+		return err
 	}
 	real := 0
 	for _, j := range jobs {
@@ -145,6 +176,7 @@ func (w *Worker) process(r engine.Runner, b *batch, jobs []*job) {
 		jobs: jobs, logits: slices.Clone(b.logits[:len(jobs)*w.spec.Labels]),
 		start: start, compute: compute, tokens: real,
 	}
+	return nil
 }
 
 // decode reads and validates one message into a job with its input row. On
@@ -337,12 +369,12 @@ func (w *Worker) reject(j *job, e *schemas.Error) {
 	j.msg.TermWithReason(e.Code)
 }
 
-// failBatch handles an engine failure: each request is retried after a delay
-// until its last allowed delivery, then dead-lettered with its headers and
-// answered with an internal error.
+// failBatch handles requests the engine failed to run (alone, when they came
+// in a batch of several): each is retried after a delay until its last
+// allowed delivery, then dead-lettered with its headers and answered with an
+// internal error.
 func (w *Worker) failBatch(jobs []*job, cause error, maxDeliver int) {
-	w.log.Error().Err(cause).Int("requests", len(jobs)).Msg("batch failed")
-	w.m.failedBatch()
+	w.log.Error().Err(cause).Int("requests", len(jobs)).Msg("engine failed to run requests")
 	for _, j := range jobs {
 		md, err := j.msg.Metadata()
 		last := err != nil || (maxDeliver > 0 && md.NumDelivered >= uint64(maxDeliver))

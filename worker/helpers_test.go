@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,6 +92,9 @@ type fakeModel struct {
 	cls   int32
 	sep   int32
 	delay time.Duration
+	// poison, when not 0, is a token id the engine fails on: any batch
+	// holding it fails, as a real engine might on one bad input.
+	poison int32
 
 	mu      sync.Mutex
 	batches []fakeBatch
@@ -138,13 +142,19 @@ type fakeRunner struct{ f *fakeModel }
 
 func (r *fakeRunner) Close() error { return nil }
 
-var errFake = errors.New("fake engine failure")
+var (
+	errFake   = errors.New("fake engine failure")
+	errPoison = errors.New("fake engine cannot run this input")
+)
 
 func (r *fakeRunner) Run(in engine.Input, logits []float32) error {
 	f := r.f
 	f.calls.Add(1)
 	if err := engine.Check(f.spec, f.vocab, 2, in); err != nil {
 		return err
+	}
+	if f.poison != 0 && slices.Contains(in.InputIDs, f.poison) {
+		return errPoison
 	}
 	if f.failN.Load() > 0 {
 		f.failN.Add(-1)

@@ -175,7 +175,8 @@ func (w *Worker) Stats() Stats {
 	return s
 }
 
-// statsLoop logs throughput once per interval and refreshes the queue depth.
+// statsLoop logs throughput once per interval and refreshes the queue depth
+// and the consumer's settings.
 func (w *Worker) statsLoop(ctx context.Context) {
 	every := w.o.statsEvery
 	if every <= 0 {
@@ -228,6 +229,7 @@ func (w *Worker) pollDepth(ctx context.Context) int64 {
 		w.m.depth.Store(-1)
 		return -1
 	}
+	w.followConsumer(info.Config)
 	d := int64(info.NumPending) + int64(info.NumAckPending)
 	w.m.depth.Store(d)
 	return d

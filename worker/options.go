@@ -49,20 +49,25 @@ func InfoFromArtifact(name string, f *artifact.File) (Info, error) {
 type Option func(*options)
 
 type options struct {
-	info          *Info
-	parallel      int
-	log           zerolog.Logger
-	id            string
-	fetchWait     time.Duration
-	ackWait       time.Duration
-	maxDeliver    int
-	maxAckPending int
-	retryDelay    time.Duration
-	statsEvery    time.Duration
-	pin           bool
-	limits        engine.Limits
-	padding       Pad
-	prefetch      int
+	info           *Info
+	parallel       int
+	log            zerolog.Logger
+	id             string
+	fetchWait      time.Duration
+	ackWait        time.Duration
+	maxDeliver     int
+	maxAckPending  int
+	retryDelay     time.Duration
+	statsEvery     time.Duration
+	pin            bool
+	cpus           []int // nil: the process's affinity mask
+	updateConsumer bool
+	// set records the consumer settings given explicitly: only those are
+	// compared with (or imposed on) the shared consumer.
+	set      struct{ ackWait, maxDeliver, maxAckPending bool }
+	limits   engine.Limits
+	padding  Pad
+	prefetch int
 }
 
 func defaults() options {
@@ -103,17 +108,32 @@ func WithID(id string) Option { return func(o *options) { o.id = id } }
 // and a pull lost with a failed server is replaced within about this long.
 func WithFetchWait(d time.Duration) Option { return func(o *options) { o.fetchWait = d } }
 
-// WithAckWait sets the consumer's AckWait (default 30 s); batches that run
-// longer are kept alive with InProgress.
-func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait = d } }
+// WithAckWait sets the shared consumer's AckWait (default 30 s); batches that
+// run longer are kept alive with InProgress. The consumer is shared by every
+// worker of the model: when it exists with another AckWait, Run fails with
+// ErrConsumerMismatch unless WithUpdateConsumer. Without WithAckWait a worker
+// adopts the consumer's.
+func WithAckWait(d time.Duration) Option {
+	return func(o *options) { o.ackWait, o.set.ackWait = d, true }
+}
 
-// WithMaxDeliver sets the consumer's MaxDeliver (default 5): after that many
-// failed runs a request is dead-lettered.
-func WithMaxDeliver(n int) Option { return func(o *options) { o.maxDeliver = n } }
+// WithMaxDeliver sets the shared consumer's MaxDeliver (default 5): after
+// that many failed runs a request is dead-lettered. Shared like WithAckWait.
+func WithMaxDeliver(n int) Option {
+	return func(o *options) { o.maxDeliver, o.set.maxDeliver = n, true }
+}
 
-// WithMaxAckPending sets the consumer's MaxAckPending (default the larger of
-// 1024 and 4 × parallel × batch). The pull window stays within half of it.
-func WithMaxAckPending(n int) Option { return func(o *options) { o.maxAckPending = n } }
+// WithMaxAckPending sets the shared consumer's MaxAckPending (default the
+// larger of 1024 and 4 × parallel × batch). Shared like WithAckWait. The pull
+// window stays within half of it.
+func WithMaxAckPending(n int) Option {
+	return func(o *options) { o.maxAckPending, o.set.maxAckPending = n, true }
+}
+
+// WithUpdateConsumer lets this worker's explicit consumer settings replace
+// those of the existing shared consumer; running workers follow the change
+// within a stats interval.
+func WithUpdateConsumer(on bool) Option { return func(o *options) { o.updateConsumer = on } }
 
 // WithRetryDelay sets the delay before a failed batch's requests are
 // redelivered (default 1 s).
@@ -154,5 +174,14 @@ func WithLimits(l engine.Limits) Option { return func(o *options) { o.limits = l
 // could serve. Requests held this way are kept alive like the batch in hand.
 func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
 
-// WithPinning pins loop i's Runner to core i mod NumCPU (default true).
+// WithPinning turns pinning on or off (default on). On, loop i's Runner is
+// pinned to the i-th CPU of WithCPUs' list (wrapping round), by default the
+// CPUs of the process's affinity mask as it was at start; off, runners float.
 func WithPinning(on bool) Option { return func(o *options) { o.pin = on } }
+
+// WithCPUs pins the runners to these CPUs instead of the whole affinity mask
+// (see internal/cpuset.Parse for the list syntax). Each must lie inside the
+// mask, or New fails: pinning outside it would escape a taskset or cpuset.
+func WithCPUs(cpus []int) Option {
+	return func(o *options) { o.cpus = append([]int(nil), cpus...) }
+}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/cpuset"
 	"github.com/bertq/bertq/schemas"
 )
 
@@ -47,6 +48,7 @@ type Worker struct {
 
 	m       metrics
 	started time.Time
+	pins    []int // loop i's CPU, -1 for unpinned
 }
 
 // New prepares a worker for model on nc. WithInfo is required.
@@ -90,6 +92,10 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	o.fetchWait = max(o.fetchWait, time.Second) // the shortest pull JetStream takes
+	pins, err := runnerCPUs(o)
+	if err != nil {
+		return nil, err
+	}
 	if o.maxAckPending <= 0 {
 		o.maxAckPending = max(1024, 4*o.parallel*spec.Batch)
 	}
@@ -98,7 +104,7 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	w := &Worker{
-		nc: nc, js: js, model: model, spec: spec, info: info, o: o, limits: limits,
+		nc: nc, js: js, model: model, spec: spec, info: info, o: o, limits: limits, pins: pins,
 		shape: schemas.Shape{Seq: spec.Seq, VocabSize: info.VocabSize, TypeVocabSize: info.TypeVocabSize},
 		log:   o.log.With().Str("model", info.Name).Str("worker", o.id).Logger(),
 	}
@@ -114,10 +120,48 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 	return w, nil
 }
 
+// runnerCPUs is the CPU of each loop's runner (-1: unpinned): the chosen
+// CPUs, or the affinity mask read at start, round-robin. A mask that cannot
+// be read leaves the runners unpinned rather than guessing CPU numbers.
+func runnerCPUs(o options) ([]int, error) {
+	if !o.pin {
+		return cpuset.Assign(nil, o.parallel), nil
+	}
+	allowed, err := cpuset.Allowed()
+	if err != nil {
+		if o.cpus != nil {
+			return nil, fmt.Errorf("%w: cannot pin to CPUs %s: %v", ErrConfig, cpuset.Format(o.cpus), err)
+		}
+		o.log.Warn().Err(err).Msg("runners left unpinned")
+		return cpuset.Assign(nil, o.parallel), nil
+	}
+	cpus := allowed
+	if o.cpus != nil {
+		if err := cpuset.Within(o.cpus, allowed); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		cpus = o.cpus
+	}
+	return cpuset.Assign(cpus, o.parallel), nil
+}
+
+// pinsText shows the runners' CPUs in the start-up log line.
+func pinsText(pins []int) string {
+	if len(pins) > 0 && pins[0] < 0 {
+		return "unpinned"
+	}
+	s := make([]string, len(pins))
+	for i, c := range pins {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
+}
+
 // ID is the worker id carried in replies.
 func (w *Worker) ID() string { return w.o.id }
 
-// ConsumerConfig is the shared durable consumer every worker of the model uses.
+// ConsumerConfig is the shared durable consumer this worker would create
+// when none exists yet.
 func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       schemas.WorkerDurable(w.info.Name),
@@ -131,21 +175,112 @@ func (w *Worker) ConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// ensureConsumer creates or updates the durable consumer and reads back the
-// settings in force (another worker may have set them).
+// ensureConsumer creates the shared durable consumer, or adopts the one that
+// exists: every worker of the model pulls from it, so one worker's options
+// must not silently change the AckWait or MaxDeliver the others rely on. A
+// setting this worker was given explicitly that differs from the consumer's
+// is refused (ErrConsumerMismatch) unless WithUpdateConsumer allows changing
+// it for all.
 func (w *Worker) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	c, err := w.js.CreateOrUpdateConsumer(ctx, schemas.InferStream, w.ConsumerConfig())
+	durable := schemas.WorkerDurable(w.info.Name)
+	c, err := w.js.Consumer(ctx, schemas.InferStream, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = w.js.CreateConsumer(ctx, schemas.InferStream, w.ConsumerConfig())
+		if errors.Is(err, jetstream.ErrConsumerExists) { // another worker was quicker
+			c, err = w.js.Consumer(ctx, schemas.InferStream, durable)
+		} else if err == nil {
+			w.log.Info().Dur("ack_wait", w.o.ackWait).Int("max_deliver", w.o.maxDeliver).
+				Int("max_ack_pending", w.o.maxAckPending).Msg("created the shared consumer")
+			return w.useConsumer(c), nil
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("%w: stream %s does not exist: run `bertq provision`", ErrConsumer, schemas.InferStream)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrConsumer, schemas.WorkerDurable(w.info.Name), err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrConsumer, durable, err)
 	}
+	have := c.CachedInfo().Config
+	diff := w.consumerDiff(have)
+	if len(diff) == 0 {
+		w.log.Info().Dur("ack_wait", have.AckWait).Int("max_deliver", have.MaxDeliver).
+			Int("max_ack_pending", have.MaxAckPending).Msg("adopted the shared consumer's settings")
+		return w.useConsumer(c), nil
+	}
+	if !w.o.updateConsumer {
+		return nil, fmt.Errorf("%w: %s: %s; every worker of model %s shares it", ErrConsumerMismatch,
+			durable, strings.Join(diff, ", "), w.info.Name)
+	}
+	c, err = w.js.UpdateConsumer(ctx, schemas.InferStream, w.updatedConfig(have))
+	if err != nil {
+		return nil, fmt.Errorf("%w: updating %s: %v", ErrConsumer, durable, err)
+	}
+	w.log.Warn().Strs("changed", diff).Msg("updated the shared consumer's settings for every worker of the model")
+	return w.useConsumer(c), nil
+}
+
+// consumerDiff lists how the existing consumer differs from what this worker
+// needs: the settings it was given explicitly, and the subject and ack policy
+// any bertq worker depends on.
+func (w *Worker) consumerDiff(have jetstream.ConsumerConfig) []string {
+	want := w.ConsumerConfig()
+	var diff []string
+	if have.FilterSubject != want.FilterSubject {
+		diff = append(diff, fmt.Sprintf("filter subject is %q, this worker serves %q", have.FilterSubject, want.FilterSubject))
+	}
+	if have.AckPolicy != want.AckPolicy {
+		diff = append(diff, fmt.Sprintf("ack policy is %s, workers need explicit acks", have.AckPolicy))
+	}
+	if w.o.set.ackWait && have.AckWait != want.AckWait {
+		diff = append(diff, fmt.Sprintf("ack wait is %s, this worker asks %s", have.AckWait, want.AckWait))
+	}
+	if w.o.set.maxDeliver && have.MaxDeliver != want.MaxDeliver {
+		diff = append(diff, fmt.Sprintf("max deliver is %d, this worker asks %d", have.MaxDeliver, want.MaxDeliver))
+	}
+	if w.o.set.maxAckPending && have.MaxAckPending != want.MaxAckPending {
+		diff = append(diff, fmt.Sprintf("max ack pending is %d, this worker asks %d", have.MaxAckPending, want.MaxAckPending))
+	}
+	return diff
+}
+
+// updatedConfig is have with what this worker needs: its explicit settings
+// change, the others keep the values other workers may have set.
+func (w *Worker) updatedConfig(have jetstream.ConsumerConfig) jetstream.ConsumerConfig {
+	want := w.ConsumerConfig()
+	have.FilterSubject, have.AckPolicy = want.FilterSubject, want.AckPolicy
+	if w.o.set.ackWait {
+		have.AckWait = want.AckWait
+	}
+	if w.o.set.maxDeliver {
+		have.MaxDeliver = want.MaxDeliver
+	}
+	if w.o.set.maxAckPending {
+		have.MaxAckPending = want.MaxAckPending
+	}
+	return have
+}
+
+// useConsumer makes c the consumer the loops fetch from, with its settings.
+func (w *Worker) useConsumer(c jetstream.Consumer) jetstream.Consumer {
 	cfg := c.CachedInfo().Config
 	w.consMu.Lock()
 	w.cons, w.maxDeliver, w.ackWait = c, cfg.MaxDeliver, cfg.AckWait
 	w.consMu.Unlock()
-	return c, nil
+	return c
+}
+
+// followConsumer picks up settings another worker changed (with
+// WithUpdateConsumer) since this one started, so that keep-alives and
+// dead-lettering follow the consumer in force.
+func (w *Worker) followConsumer(cfg jetstream.ConsumerConfig) {
+	w.consMu.Lock()
+	changed := cfg.AckWait != w.ackWait || cfg.MaxDeliver != w.maxDeliver
+	w.ackWait, w.maxDeliver = cfg.AckWait, cfg.MaxDeliver
+	w.consMu.Unlock()
+	if changed {
+		w.log.Warn().Dur("ack_wait", cfg.AckWait).Int("max_deliver", cfg.MaxDeliver).
+			Msg("the shared consumer's settings changed; following them")
+	}
 }
 
 func (w *Worker) consumer() (jetstream.Consumer, int, time.Duration) {
@@ -166,14 +301,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			r.Close()
 		}
 	}()
-	for i := 0; i < w.o.parallel; i++ {
-		core := -1
-		if w.o.pin {
-			core = i % runtime.NumCPU()
-		}
-		r, err := w.model.NewRunner(core)
+	for i, cpu := range w.pins {
+		r, err := w.model.NewRunner(cpu)
 		if err != nil {
-			return fmt.Errorf("%w: runner %d on core %d: %v", ErrConfig, i, core, err)
+			return fmt.Errorf("%w: runner %d on CPU %d: %v", ErrConfig, i, cpu, err)
 		}
 		runners = append(runners, r)
 	}
@@ -182,7 +313,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer svc.Stop()
-	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).
+	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).Str("cpus", pinsText(w.pins)).
 		Int("batch", w.spec.Batch).Int("seq", w.spec.Seq).Bool("synthetic", w.info.Synthetic).
 		Str("pad", string(w.o.padding)).Int("max_batch", w.limits.Seqs).Int("max_tokens", w.limits.Tokens).
 		Str("consumer", schemas.WorkerDurable(w.info.Name)).Msg("worker serving")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,12 +18,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/broker"
 	"github.com/bertq/bertq/engine"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
 	"github.com/bertq/bertq/worker"
@@ -829,5 +833,134 @@ func TestWorkerMaskHoles(t *testing.T) {
 	}
 	if rows != 16+5 {
 		t.Errorf("the engine computed %d rows (batches %+v), want 16 for the row with holes and 5 for the trimmed one", rows, log)
+	}
+}
+
+// TestWorkerSharedConsumerSettings: the shared consumer keeps its settings.
+// A worker without explicit settings adopts them; one that asks for others is
+// refused; with WithUpdateConsumer it changes them, and a running worker
+// follows.
+func TestWorkerSharedConsumerSettings(t *testing.T) {
+	e := newEnv(t, false)
+	consumerConfig := func() jetstream.ConsumerConfig {
+		t.Helper()
+		c, err := e.js.Consumer(context.Background(), schemas.InferStream, schemas.WorkerDurable("fake"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config
+	}
+	// startWorker returns once the consumer exists, which it already does
+	// for all but the first worker: wait for each worker's own word.
+	waitLog := func(b *testbuf.Buffer, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(b.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", want, b.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithAckWait(time.Minute), worker.WithMaxDeliver(4),
+		worker.WithStatsInterval(20*time.Millisecond), worker.WithLogger(zerolog.New(first)))
+	waitLog(first, `"ack_wait":60000,"max_deliver":4,"max_ack_pending":1024,"message":"created the shared consumer"`)
+
+	// A second worker asking for a 2 s AckWait is refused, and the consumer stays.
+	nc, err := nats.Connect(e.b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	w, err := worker.New(nc, newFake(4, 16), worker.WithInfo(fakeInfo("fake")), worker.WithAckWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // were it to serve
+	defer cancel()
+	err = w.Run(ctx)
+	if !errors.Is(err, worker.ErrConsumerMismatch) || !strings.Contains(err.Error(), "ack wait is 1m0s, this worker asks 2s") {
+		t.Fatalf("Run with another ack wait: %v", err)
+	}
+	if c := consumerConfig(); c.AckWait != time.Minute || c.MaxDeliver != 4 {
+		t.Fatalf("refused worker changed the consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+
+	// One with no explicit settings adopts them, and serves.
+	adopter := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithLogger(zerolog.New(adopter)))
+	waitLog(adopter, `"ack_wait":60000,"max_deliver":4,"max_ack_pending":1024,"message":"adopted the shared consumer's settings"`)
+	waitLog(adopter, "worker serving")
+	if c := consumerConfig(); c.AckWait != time.Minute || c.MaxDeliver != 4 {
+		t.Fatalf("adopting worker changed the consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+
+	// With WithUpdateConsumer the explicit setting wins, the others stay, and
+	// the first worker follows the change.
+	updater := &testbuf.Buffer{}
+	startWorker(t, e, newFake(4, 16), fakeInfo("fake"), worker.WithAckWait(2*time.Second), worker.WithUpdateConsumer(true),
+		worker.WithLogger(zerolog.New(updater)))
+	waitLog(updater, "updated the shared consumer's settings")
+	if c := consumerConfig(); c.AckWait != 2*time.Second || c.MaxDeliver != 4 {
+		t.Fatalf("updated consumer: ack wait %s, max deliver %d", c.AckWait, c.MaxDeliver)
+	}
+	waitLog(first, `"ack_wait":2000,"max_deliver":4,"message":"the shared consumer's settings changed; following them"`)
+}
+
+// TestWorkerPoisonRow: one input the engine cannot run fails its batch; the
+// worker then runs each request alone, so the three good ones are answered
+// and only the bad one is retried and, at MaxDeliver, dead-lettered.
+func TestWorkerPoisonRow(t *testing.T) {
+	e := newEnv(t, false)
+	f := newFake(4, 16)
+	tok := tokenizer.Default()
+	var ok bool
+	if f.poison, ok = tok.TokenID("poison"); !ok {
+		t.Fatal(`the vocabulary lacks "poison"`)
+	}
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queued before the worker starts, the four arrive in one batch.
+	texts := map[string]string{"p1": "a good sentence", "p2": "another good one", "p3": "this is poison", "p4": "the last good one"}
+	for _, id := range []string{"p1", "p2", "p3", "p4"} {
+		e.publishDirect(t, "fake", id, inbox, "", jsonReq(id, texts[id], ""))
+	}
+	rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithMaxDeliver(2), worker.WithRetryDelay(20*time.Millisecond))
+	for _, m := range collect(t, sub, 4, 10*time.Second) {
+		r := decodeReply(t, m).r
+		if r.ID == "p3" {
+			if r.Error == nil || r.Error.Code != schemas.CodeInternal || !strings.Contains(r.Error.Message, schemas.DeadStream) {
+				t.Errorf("poison reply %+v", r)
+			}
+			continue
+		}
+		want := expectFake(t, texts[r.ID], "", 16)
+		if r.Error != nil || r.Logits[0] != want[0] || r.Logits[1] != want[1] || r.BatchSize != 1 {
+			t.Errorf("%s: reply %+v, want logits %v computed alone", r.ID, r, want)
+		}
+	}
+	e.consumerIdle(t, "fake")
+	ds, err := e.js.Stream(context.Background(), schemas.DeadStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ds.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := ds.GetLastMsgForSubject(context.Background(), schemas.DeadSubject("fake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || dead.Header.Get(schemas.HeaderMsgID) != "p3" || !strings.Contains(dead.Header.Get(schemas.HeaderDeadReason), errPoison.Error()) {
+		t.Errorf("%d dead letters, the last %s %v", info.State.Msgs, dead.Data, dead.Header)
+	}
+	// Delivery 1: the batch of 4 fails, then p3 alone; delivery 2: p3 fails alone.
+	if s := rw.w.Stats(); s.Answered != 3 || s.DeadLetters != 1 || s.Retries != 1 || s.FailedBatch != 3 {
+		t.Errorf("stats %+v", s)
 	}
 }

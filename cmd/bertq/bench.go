@@ -19,11 +19,7 @@ func init() {
 		name:    "bench",
 		summary: "measure a compiled model's throughput, its GEMMs' share and their distance from the CPU's peak",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			o := benchOptions{}
-			fs.StringVar(&o.artifact, "artifact", "", "compiled artifact `file` to load (required)")
-			fs.StringVar(&o.device, "device", "auto", "engine backend: auto, onednn, cuda or go")
-			fs.IntVar(&o.parallel, "parallel", 0, "runners (default: one per CPU of --cpus)")
-			fs.StringVar(&o.cpus, "cpus", "", "CPUs to pin the runners to, e.g. 0-3,6 (default: the process's affinity mask; \"none\": unpinned)")
+			o := benchOptions{run: addRunFlags(fs, "compiled artifact `file` to measure (required)", 0)}
 			fs.Float64Var(&o.seconds, "seconds", 10, "measuring time: rounds of interleaved phases (forward, GEMMs, bare GEMMs, non-GEMM, ISA peak) until it is up")
 			fs.StringVar(&o.lengths, "lengths", "", "traffic `file`: a lengths JSON (a_tokens, b_tokens) or an MRPC-layout TSV, batched in file order, cycling (default: every sequence full length)")
 			fs.StringVar(&o.pad, "pad", "none", "batch layout: none (packed real tokens) or static (each sequence padded to the compiled length, short batches filled with dummy rows)")
@@ -42,34 +38,36 @@ func init() {
 }
 
 type benchOptions struct {
-	artifact, device, cpus, lengths, pad, rows string
-	parallel                                   int
-	limits                                     engine.Limits
-	seconds                                    float64
-	json                                       bool
+	run                *runFlags
+	lengths, pad, rows string
+	limits             engine.Limits
+	seconds            float64
+	json               bool
 }
 
 func (o benchOptions) check(args []string) error {
 	switch {
-	case o.artifact == "":
-		return fmt.Errorf("%w: no artifact to measure (set --artifact)", errUsage)
+	case o.run.artifact == "":
+		return usagef("no artifact to measure (set --artifact)")
 	case len(args) != 0:
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, args)
-	case o.parallel < 0:
-		return fmt.Errorf("%w: --parallel %d: want at least 1", errUsage, o.parallel)
+		return usagef("unexpected arguments %q", args)
 	case !(o.seconds > 0):
-		return fmt.Errorf("%w: --seconds %g: want a positive time", errUsage, o.seconds)
+		return usagef("--seconds %g: want a positive time", o.seconds)
 	case o.pad != "none" && o.pad != "static":
-		return fmt.Errorf("%w: --pad %q: want none or static", errUsage, o.pad)
+		return usagef("--pad %q: want none or static", o.pad)
 	case o.limits.Seqs < 0 || o.limits.Tokens < 0:
-		return fmt.Errorf("%w: --batch and --max-tokens must be positive", errUsage)
+		return usagef("--batch and --max-tokens must be positive")
 	}
 	return nil
 }
 
 func bench(ctx context.Context, e *env, o benchOptions) error {
 	warnUnavailable(e.stderr)
-	m, f, err := loadModelWith(o.artifact, o.device, engine.Options{MatmulRows: o.rows})
+	cores, err := o.run.pins()
+	if err != nil {
+		return err
+	}
+	m, f, err := loadModelWith(o.run.artifact, o.run.device, engine.Options{MatmulRows: o.rows})
 	if err != nil {
 		return err
 	}
@@ -82,10 +80,6 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		return err
 	}
 	batches, traffic, err := benchBatches(f, m.Spec(), o)
-	if err != nil {
-		return err
-	}
-	cores, err := benchCores(o.parallel, o.cpus)
 	if err != nil {
 		return err
 	}

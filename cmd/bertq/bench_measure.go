@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/bertq/bertq/engine"
 )
@@ -50,49 +46,6 @@ type round struct {
 	t    [][numPhases]tally
 	peak []float64
 	isa  string
-}
-
-// benchCores lists the CPUs runners pin to (-1: unpinned): parallel of
-// them, from --cpus or the process's affinity mask, wrapping around.
-func benchCores(parallel int, cpus string) ([]int, error) {
-	var set []int
-	switch cpus {
-	case "none":
-		set = []int{-1}
-	case "":
-		var mask unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &mask); err != nil {
-			return nil, fmt.Errorf("reading the CPU affinity mask: %w", err)
-		}
-		for c := 0; c < len(mask)*64; c++ {
-			if mask.IsSet(c) {
-				set = append(set, c)
-			}
-		}
-	default:
-		for _, f := range strings.Split(cpus, ",") {
-			lo, hi, _ := strings.Cut(f, "-")
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := a, error(nil)
-			if hi != "" {
-				b, err2 = strconv.Atoi(hi)
-			}
-			if err1 != nil || err2 != nil || a < 0 || b < a {
-				return nil, fmt.Errorf("%w: --cpus %q: want a list like 0-3,6", errUsage, cpus)
-			}
-			for c := a; c <= b; c++ {
-				set = append(set, c)
-			}
-		}
-	}
-	if parallel == 0 {
-		parallel = len(set)
-	}
-	cores := make([]int, parallel)
-	for i := range cores {
-		cores[i] = set[i%len(set)]
-	}
-	return cores, nil
 }
 
 // startRunners starts one runner per core; on error the ones started are

@@ -185,7 +185,7 @@ func aggregatePeak(res *benchResult, rounds []round) {
 func report(e *env, o benchOptions, res benchResult) error {
 	w := e.stdout
 	fmt.Fprintf(w, "model     %s: %.1f MB, %s, compiled batch %d × seq %d\n",
-		o.artifact, float64(res.ArtifactBytes)/1e6, res.Precision, res.ArtifactBatch, res.Seq)
+		o.run.artifact, float64(res.ArtifactBytes)/1e6, res.Precision, res.ArtifactBatch, res.Seq)
 	fmt.Fprintf(w, "backend   %s", res.Backend)
 	if res.Engine != "" {
 		fmt.Fprintf(w, ": %s", res.Engine)

@@ -32,7 +32,7 @@ func init() {
 			auth.addAuth(fs, "the broker's own connection (provisioning, intake): ")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
-					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
+					return usagef("unexpected arguments %q", e.args)
 				}
 				log := stderrLogger(e.stderr, *jsonLog).With().Str("svc", "broker").Logger()
 				opts := []broker.Option{broker.WithLogger(log.With().Str("component", "nats").Logger().Level(zerolog.WarnLevel))}

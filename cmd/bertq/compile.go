@@ -19,25 +19,28 @@ func init() {
 			output := fs.String("output", "", "artifact file to write")
 			batch := fs.Int("batch", d.Batch, "static batch size")
 			seq := fs.Int("seq", d.Seq, "static sequence length")
-			precision := fs.String("precision", string(d.Precision), "matmul precision: bf16 or fp32")
+			precision := fs.String("precision", string(d.Precision), "encoder matmul precision: bf16, fp32 or int8 (s8 weights, u8 activations per token)")
 			gelu := fs.String("gelu", d.GELU, "GELU variant: auto (the checkpoint's), exact, tanh or crude")
-			device := fs.String("device", "auto", "engine backend that runs the verification")
+			device := addDeviceFlag(fs, "the backend that verifies the artifact")
 			noVerify := fs.Bool("no-verify", false, "skip running the artifact against the float64 reference")
 			sub := submitFlags(fs)
 			return func(ctx context.Context, e *env) error {
 				if *input == "" {
-					return fmt.Errorf("%w: --input is required", errUsage)
+					return usagef("--input is required")
 				}
 				p, err := artifact.ParsePrecision(*precision)
 				if err != nil {
-					return err
+					return usagef("--precision: %v", err)
 				}
 				opts := compiler.Options{Batch: *batch, Seq: *seq, Precision: p, GELU: *gelu, Verify: !*noVerify, Backend: *device}
 				if sub.submit {
 					return sub.run(ctx, e, *input, opts)
 				}
+				if sub.model != "" {
+					return usagef("--model names the artifact in the model bucket: it goes with --submit (here, give --output FILE)")
+				}
 				if *output == "" {
-					return fmt.Errorf("%w: --output is required (or --submit)", errUsage)
+					return usagef("--output is required (or --submit)")
 				}
 				src, err := compiler.LoadSource(*input)
 				if err != nil {

@@ -18,14 +18,14 @@ import (
 // NATS instead of compiling here.
 type submitOpts struct {
 	submit bool
-	name   string
+	model  string
 	nats   *natsFlags
 }
 
 func submitFlags(fs *flag.FlagSet) *submitOpts {
 	s := &submitOpts{}
 	fs.BoolVar(&s.submit, "submit", false, "submit the job to a compile worker over NATS and wait for its result")
-	fs.StringVar(&s.name, "name", "", "with --submit: the model name to store the artifact under")
+	fs.StringVar(&s.model, "model", "", "with --submit: the model name to store the artifact under (and serve it as)")
 	s.nats = addNATSFlags(fs, "with --submit: ")
 	return s
 }
@@ -33,8 +33,8 @@ func submitFlags(fs *flag.FlagSet) *submitOpts {
 // run submits the compile job. A local checkpoint directory is uploaded first
 // under the model's name, since the compile worker may run elsewhere.
 func (s *submitOpts) run(ctx context.Context, e *env, input string, o compiler.Options) error {
-	if !schemas.ValidName(s.name) {
-		return fmt.Errorf("%w: --submit needs --name of 1-64 letters, digits, '-' or '_'", errUsage)
+	if !schemas.ValidName(s.model) {
+		return usagef("--submit needs --model NAME: 1 to 64 of letters, digits, '-' and '_'")
 	}
 	log := stderrLogger(e.stderr, false)
 	nc, err := dialNATS(s.nats, "bertq-compile", log, false)
@@ -51,17 +51,17 @@ func (s *submitOpts) run(ctx context.Context, e *env, input string, o compiler.O
 		if err != nil {
 			return err
 		}
-		if _, err := compiler.Upload(ctx, js, s.name, input); err != nil {
+		if _, err := compiler.Upload(ctx, js, s.model, input); err != nil {
 			return err
 		}
-		source = "checkpoint:" + s.name
+		source = "checkpoint:" + s.model
 		fmt.Fprintf(e.stderr, "uploaded %s as %s\n", input, source)
 	}
 	if checkpoint.IsSynthetic(source) {
 		fmt.Fprintln(e.stderr, syntheticWarning)
 	}
 	res, err := compiler.Submit(ctx, nc, schemas.CompileJob{
-		Name: s.name, Source: source, Batch: o.Batch, Seq: o.Seq, Precision: string(o.Precision), GELU: o.GELU,
+		Name: s.model, Source: source, Batch: o.Batch, Seq: o.Seq, Precision: string(o.Precision), GELU: o.GELU,
 	})
 	if err != nil {
 		return err

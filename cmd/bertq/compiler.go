@@ -21,12 +21,12 @@ func init() {
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			nf := addNATSFlags(fs, "")
 			workDir := fs.String("work-dir", "", "where checkpoints are downloaded and artifacts built (default: the temp dir)")
-			device := fs.String("device", "auto", "engine backend that verifies each artifact")
+			device := addDeviceFlag(fs, "the backend that verifies each artifact")
 			heartbeat := fs.Duration("heartbeat", compiler.DefaultHeartbeat, "how often a running job is reported in progress (keep under the consumer's AckWait)")
 			jsonLog := fs.Bool("log-json", false, "log JSON lines instead of console text")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
-					return fmt.Errorf("%w: unexpected argument %q", errUsage, e.args[0])
+					return usagef("unexpected argument %q", e.args[0])
 				}
 				log := stderrLogger(e.stderr, *jsonLog).With().Str("svc", "compiler").Logger()
 				nc, err := dialNATS(nf, "bertq compiler", log, true)

@@ -16,12 +16,12 @@ import (
 func TestUploadAndCompilerCommands(t *testing.T) {
 	b, nc, js := testBroker(t)
 	dir := fixtures.ModelDir(t, "tiny-fp32")
-	code, out, errOut := runCmd(context.Background(), "upload", "--nats", b.ClientURL(), "--name", "tiny", dir)
+	code, out, errOut := runCmd(context.Background(), "upload", "--nats", b.ClientURL(), "--checkpoint", "tiny", dir)
 	if code != 0 || !strings.Contains(out, "uploaded tiny/model.safetensors") {
 		t.Fatalf("upload exit %d: %s%s", code, out, errOut)
 	}
 	if code, _, _ := runCmd(context.Background(), "upload", "--nats", b.ClientURL(), dir); code != 2 {
-		t.Fatalf("upload without --name: exit %d, want 2", code)
+		t.Fatalf("upload without --checkpoint: exit %d, want 2", code)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -19,6 +20,8 @@ import (
 type command struct {
 	name    string
 	summary string
+	// args is the synopsis after the flags, e.g. "DIR" or "< pairs.jsonl".
+	args string
 	// setup declares flags on fs and returns the function that runs the command.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, env *env) error
 }
@@ -34,8 +37,31 @@ var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
 
-// errUsage marks a usage error: the command printed its usage, exit code 2.
+// errUsage marks a usage error: run prints the message, a short usage, and
+// exits 2. Commands return usagef(...), or wrap errUsage with a message.
 var errUsage = errors.New("usage error")
+
+// usageError is a usage error with the message the user needs.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// usagef is a usage error: what was wrong, and how to put it right.
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// usageMessage is what a usage error says, without the "usage error" prefix
+// of one that wraps errUsage ("" for errUsage itself).
+func usageMessage(err error) string {
+	var u *usageError
+	if errors.As(err, &u) {
+		return u.msg
+	}
+	if err == errUsage {
+		return ""
+	}
+	return strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,23 +86,73 @@ func run(ctx context.Context, args []string, e *env) int {
 	}
 	fs := flag.NewFlagSet("bertq "+c.name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = nil
 	fn := c.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	help := fs.Usage // a command's own help text, if it has one
+	if help == nil {
+		help = func() { c.help(fs) }
+	}
+	err := parseQuietly(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		help()
+		return 0
+	}
+	if err == nil {
+		e.args = fs.Args()
+		err = fn(ctx, e)
+	}
+	return c.exitCode(err, e.stderr, help)
+}
+
+// parseQuietly parses flags without the flag package's own printing: a bad
+// flag becomes a usage error, reported like any other.
+func parseQuietly(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer fs.SetOutput(out)
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return usagef("%v", err)
+	}
+	return err
+}
+
+// exitCode reports err: 0 for none; 2 for a usage error, printed with a short
+// usage (or the full help when it has no message of its own); 1 otherwise.
+func (c *command) exitCode(err error, w io.Writer, help func()) int {
+	switch {
+	case err == nil:
+		return 0
+	case !errors.Is(err, errUsage):
+		fmt.Fprintf(w, "bertq %s: %v\n", c.name, err)
+		return 1
+	case usageMessage(err) == "":
+		help()
 		return 2
 	}
-	e.args = fs.Args()
-	if err := fn(ctx, e); err != nil {
-		if errors.Is(err, errUsage) {
-			fs.Usage()
-			return 2
-		}
-		fmt.Fprintf(e.stderr, "bertq %s: %v\n", c.name, err)
-		return 1
+	fmt.Fprintf(w, "bertq %s: %s\n", c.name, usageMessage(err))
+	c.shortUsage(w)
+	return 2
+}
+
+// shortUsage follows a usage error's message.
+func (c *command) shortUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: bertq %s %s\nRun 'bertq %s -h' for its flags.\n", c.name, c.synopsis(), c.name)
+}
+
+// help is a command's full usage: synopsis, summary and flags.
+func (c *command) help(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: bertq %s %s\n\n%s.\n\nflags:\n", c.name, c.synopsis(), c.summary)
+	fs.PrintDefaults()
+}
+
+func (c *command) synopsis() string {
+	if c.args == "" {
+		return "[flags]"
 	}
-	return 0
+	return "[flags] " + c.args
 }
 
 func usage(w io.Writer) {

@@ -61,10 +61,10 @@ func (f *natsFlags) options() ([]nats.Option, error) {
 		}
 	}
 	if n > 1 {
-		return nil, fmt.Errorf("%w: give one of --creds, --nkey and --user", errUsage)
+		return nil, usagef("give one of --creds, --nkey and --user")
 	}
 	if f.password != "" && f.user == "" {
-		return nil, fmt.Errorf("%w: --password goes with --user", errUsage)
+		return nil, usagef("--password goes with --user")
 	}
 	switch {
 	case f.creds != "":
@@ -86,7 +86,7 @@ func (f *natsFlags) options() ([]nats.Option, error) {
 		opts = append(opts, nats.UserInfo(f.user, pw))
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+		return nil, usagef("--tls-cert and --tls-key go together")
 	}
 	if f.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(f.tlsCA))

@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/internal/fixtures"
+	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 )
 

@@ -54,17 +54,17 @@ type producerFlags struct {
 func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 	switch {
 	case len(e.args) > 0:
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, e.args[0])
+		return usagef("unexpected argument %q", e.args[0])
 	case f.collect == "" && f.model == "":
-		return fmt.Errorf("%w: --model is required", errUsage)
+		return usagef("--model is required")
 	case f.collect != "" && f.backlog > 0:
-		return fmt.Errorf("%w: --collect and --backlog exclude each other (use --backlog N --wait)", errUsage)
+		return usagef("--collect and --backlog exclude each other (use --backlog N --wait)")
 	case f.wait && f.backlog == 0:
-		return fmt.Errorf("%w: --wait goes with --backlog", errUsage)
+		return usagef("--wait goes with --backlog")
 	case f.backlog < 0:
-		return fmt.Errorf("%w: --backlog must be positive", errUsage)
+		return usagef("--backlog must be positive")
 	case f.report != "" && f.backlog > 0 && !f.wait:
-		return fmt.Errorf("%w: --report needs replies: use --backlog N --wait, or --report with --collect", errUsage)
+		return usagef("--report needs replies: use --backlog N --wait, or --report with --collect")
 	}
 	if f.collect != "" {
 		if _, err := producer.ParseBacklogRunID(f.collect); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,10 +22,10 @@ func init() {
 			jsonLog := fs.Bool("log-json", false, "log JSON lines instead of console text")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
-					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
+					return usagef("unexpected arguments %q", e.args)
 				}
 				if *replicas < 1 {
-					return fmt.Errorf("%w: --replicas must be at least 1", errUsage)
+					return usagef("--replicas must be at least 1")
 				}
 				log := stderrLogger(e.stderr, *jsonLog).With().Str("svc", "provision").Logger()
 				nc, err := dialNATS(nf, "bertq provision", log, *intake)

@@ -14,6 +14,7 @@ func init() {
 	register(&command{
 		name:    "tokenize",
 		summary: "encode JSON lines {\"a\": ..., \"b\": ...} from stdin into BERT input ids",
+		args:    "< pairs.jsonl",
 		setup: func(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 			vocab := fs.String("vocab", "", "WordPiece `vocab.txt` (default: the embedded bert-base/large-uncased vocabulary)")
 			lower := fs.Bool("lowercase", true, "lowercase and strip accents (uncased models)")
@@ -26,10 +27,10 @@ func init() {
 			}
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) != 0 {
-					return errUsage
+					return usagef("unexpected arguments %q: the pairs come on stdin", e.args)
 				}
 				if *seq < 2 || *seq > tokenizer.MaxSeqLen {
-					return fmt.Errorf("--seq %d: must be between 2 (3 for pairs) and %d", *seq, tokenizer.MaxSeqLen)
+					return usagef("--seq %d: must be between 2 (3 for pairs) and %d", *seq, tokenizer.MaxSeqLen)
 				}
 				var tok *tokenizer.Tokenizer
 				switch {

@@ -94,8 +94,8 @@ func TestTokenizeCommandErrors(t *testing.T) {
 		{"not an object", good + good + `[1, 2]` + "\n", nil, 1, "line 3", 2},
 		{"missing a", `{"b": "x"}` + "\n", nil, 1, "line 1", 0},
 		{"pair too long for seq 2", `{"a": "x", "b": "y"}` + "\n", []string{"--seq", "2"}, 1, "line 1", 0},
-		{"seq too short", good, []string{"--seq", "1"}, 1, "--seq", 0},
-		{"positional argument", good, []string{"extra"}, 2, "usage", 0},
+		{"seq too short", good, []string{"--seq", "1"}, 2, "--seq 1: must be between", 0},
+		{"positional argument", good, []string{"extra"}, 2, "the pairs come on stdin", 0},
 		{"missing vocab file", good, []string{"--vocab", filepath.Join(t.TempDir(), "none.txt")}, 1, "none.txt", 0},
 	} {
 		code, out, errOut := runTokenizeCmd(t, c.in, c.args...)

@@ -16,17 +16,14 @@ func init() {
 	register(&command{
 		name:    "upload",
 		summary: "upload a Hugging Face checkpoint directory for compile jobs (checkpoint:<name>)",
+		args:    "DIR",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			nf := addNATSFlags(fs, "")
-			name := fs.String("name", "", "checkpoint name: compile jobs then use source checkpoint:<name>")
+			name := fs.String("checkpoint", "", "checkpoint name: compile jobs then use --input checkpoint:<name>")
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-			fs.Usage = func() {
-				fmt.Fprintln(fs.Output(), "usage: bertq upload --nats URL --name NAME DIR")
-				fs.PrintDefaults()
-			}
 			return func(ctx context.Context, e *env) error {
 				if *name == "" || len(e.args) != 1 {
-					return fmt.Errorf("%w: want --name NAME and one checkpoint directory", errUsage)
+					return usagef("want --checkpoint NAME and one checkpoint directory")
 				}
 				nc, err := dialNATS(nf, "bertq upload", zerolog.Nop(), false)
 				if err != nil {
@@ -46,7 +43,7 @@ func init() {
 				for _, o := range objs {
 					fmt.Fprintf(e.stdout, "uploaded %s\n", o)
 				}
-				fmt.Fprintf(e.stdout, "compile it with: bertq compile --submit --name MODEL --input checkpoint:%s\n", *name)
+				fmt.Fprintf(e.stdout, "compile it with: bertq compile --submit --model MODEL --input checkpoint:%s\n", *name)
 				return nil
 			}
 		},

@@ -29,22 +29,21 @@ func init() {
 			o := &workerFlags{}
 			o.nats = addNATSFlags(fs, "")
 			fs.StringVar(&o.model, "model", "", "model name: the artifact's name in the "+schemas.ModelBucket+" bucket and the subject token requests arrive on")
-			fs.StringVar(&o.modelFile, "model-file", "", "serve this local artifact instead of fetching it (model name: --model, else the file's base name)")
-			fs.IntVar(&o.parallel, "parallel", 4, "batch loops, each with its own engine runner pinned to a core")
-			fs.StringVar(&o.device, "device", "auto", "engine backend: auto, onednn, cuda or go")
+			o.run = addRunFlags(fs, "serve this local artifact file instead of fetching the model's from the bucket (model name: --model, else the file's base name)", 4)
 			fs.StringVar(&o.cache, "cache", worker.DefaultCacheDir(), "directory caching fetched artifacts by digest")
 			fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
 			fs.StringVar(&o.id, "id", "", "worker id in replies and metrics (default host-pid)")
-			fs.DurationVar(&o.ackWait, "ack-wait", 30*time.Second, "JetStream AckWait of the shared consumer")
-			fs.IntVar(&o.maxDeliver, "max-deliver", 5, "deliveries of a request before it is dead-lettered")
+			fs.DurationVar(&o.ackWait, "ack-wait", 0, "AckWait of the model's shared consumer (default: the existing consumer's, else 30s); differing from the existing one needs --update-consumer")
+			fs.IntVar(&o.maxDeliver, "max-deliver", 0, "deliveries of a request before it is dead-lettered, on the shared consumer (default: the existing consumer's, else 5); differing needs --update-consumer")
+			fs.BoolVar(&o.updateConsumer, "update-consumer", false, "change the shared consumer's settings to --ack-wait/--max-deliver for every worker of the model")
 			fs.BoolVar(&o.jsonLog, "log-json", false, "log JSON lines instead of console text")
 			fs.StringVar(&o.pad, "pad", "none", "batch layout: none (packed real tokens) or static (each sequence padded to the compiled length, short batches filled with dummy rows)")
 			fs.IntVar(&o.limits.Seqs, "batch", 0, "most sequences per batch (default: the artifact's batch)")
 			fs.IntVar(&o.limits.Tokens, "max-tokens", 0, "most tokens per packed batch (default: batch × seq)")
-			fs.IntVar(&o.prefetch, "prefetch", 0, "requests pulled ahead of the batch loops (default: 2 × parallel × batch)")
+			fs.IntVar(&o.prefetch, "prefetch", 0, "requests on their way from the server ahead of the batch loops (default: sized to about 50 ms of the engine's measured speed)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
-					return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.args)
+					return usagef("unexpected arguments %q", e.args)
 				}
 				return runWorker(ctx, e, o)
 			}
@@ -53,32 +52,73 @@ func init() {
 }
 
 type workerFlags struct {
-	nats                                         *natsFlags
-	model, modelFile, device, cache, metrics, id string
-	parallel, maxDeliver, prefetch               int
-	ackWait                                      time.Duration
-	jsonLog                                      bool
-	pad                                          string
-	limits                                       engine.Limits
+	nats                      *natsFlags
+	run                       *runFlags
+	model, cache, metrics, id string
+	maxDeliver, prefetch      int
+	ackWait                   time.Duration
+	updateConsumer, jsonLog   bool
+	pad                       string
+	limits                    engine.Limits
+}
+
+// check checks the flags and returns the model name: --model, else the
+// --artifact file's base name.
+func (o *workerFlags) check() (string, error) {
+	name := o.model
+	if name == "" && o.run.artifact != "" {
+		name = strings.TrimSuffix(filepath.Base(o.run.artifact), filepath.Ext(o.run.artifact))
+	}
+	switch {
+	case name == "":
+		return "", usagef("--model NAME (or --artifact FILE) is required")
+	case !schemas.ValidName(name) && o.model != "" && strings.ContainsAny(o.model, "./"):
+		return "", usagef("model name %q: use 1 to 64 of letters, digits, '-' and '_' (set --model); to serve a local file, give it as --artifact %s", name, name)
+	case !schemas.ValidName(name):
+		return "", usagef("model name %q: use 1 to 64 of letters, digits, '-' and '_' (set --model)", name)
+	case o.ackWait < 0 || o.maxDeliver < 0:
+		return "", usagef("--ack-wait and --max-deliver must be positive")
+	case o.updateConsumer && o.ackWait == 0 && o.maxDeliver == 0:
+		return "", usagef("--update-consumer goes with --ack-wait or --max-deliver")
+	case o.pad != string(worker.PadNone) && o.pad != string(worker.PadStatic):
+		return "", usagef("--pad %q: want none or static", o.pad)
+	case o.limits.Seqs < 0 || o.limits.Tokens < 0 || o.prefetch < 0:
+		return "", usagef("--batch, --max-tokens and --prefetch must be positive")
+	}
+	return name, nil
+}
+
+// options turns the flags into worker options. Consumer settings are passed
+// only when given, so that a worker otherwise adopts the shared consumer's.
+func (o *workerFlags) options(base zerolog.Logger) ([]worker.Option, error) {
+	cpus, pinned, err := o.run.cpuList()
+	if err != nil {
+		return nil, err
+	}
+	opts := []worker.Option{worker.WithParallel(o.run.parallel), worker.WithLogger(base), // the worker adds model and worker id
+		worker.WithPinning(pinned), worker.WithCPUs(cpus), worker.WithUpdateConsumer(o.updateConsumer),
+		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits), worker.WithPrefetch(o.prefetch)}
+	if o.ackWait > 0 {
+		opts = append(opts, worker.WithAckWait(o.ackWait))
+	}
+	if o.maxDeliver > 0 {
+		opts = append(opts, worker.WithMaxDeliver(o.maxDeliver))
+	}
+	if o.id != "" {
+		opts = append(opts, worker.WithID(o.id))
+	}
+	return opts, nil
 }
 
 func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 	base := stderrLogger(e.stderr, o.jsonLog).With().Str("svc", "worker").Logger()
-	name := o.model
-	if name == "" && o.modelFile != "" {
-		name = strings.TrimSuffix(filepath.Base(o.modelFile), filepath.Ext(o.modelFile))
+	name, err := o.check()
+	if err != nil {
+		return err
 	}
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: --model (or --model-file) is required", errUsage)
-	case !schemas.ValidName(name):
-		return fmt.Errorf("%w: model name %q: use 1 to 64 of letters, digits, '-' and '_' (set --model)", errUsage, name)
-	case o.parallel < 1:
-		return fmt.Errorf("%w: --parallel must be at least 1", errUsage)
-	case o.pad != string(worker.PadNone) && o.pad != string(worker.PadStatic):
-		return fmt.Errorf("%w: --pad %q: want none or static", errUsage, o.pad)
-	case o.limits.Seqs < 0 || o.limits.Tokens < 0 || o.prefetch < 0:
-		return fmt.Errorf("%w: --batch, --max-tokens and --prefetch must be positive", errUsage)
+	opts, err := o.options(base)
+	if err != nil {
+		return err
 	}
 	log := base.With().Str("model", name).Logger()
 
@@ -93,8 +133,8 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 	}
 
 	var f *artifact.File
-	if o.modelFile != "" {
-		f, err = artifact.Open(o.modelFile)
+	if o.run.artifact != "" {
+		f, err = artifact.Open(o.run.artifact)
 		if err == nil {
 			warnIfNotInBucket(ctx, js, name, log)
 		}
@@ -114,7 +154,7 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 		fmt.Fprintln(e.stderr, syntheticWarning)
 	}
 
-	b, err := engine.Get(o.device)
+	b, err := engine.Get(o.run.device)
 	if err != nil {
 		return err
 	}
@@ -137,15 +177,7 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 	if err != nil {
 		return err
 	}
-	opts := []worker.Option{
-		worker.WithInfo(info), worker.WithParallel(o.parallel), worker.WithLogger(base), // the worker adds model and worker id
-		worker.WithAckWait(o.ackWait), worker.WithMaxDeliver(o.maxDeliver),
-		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits), worker.WithPrefetch(o.prefetch),
-	}
-	if o.id != "" {
-		opts = append(opts, worker.WithID(o.id))
-	}
-	w, err := worker.New(nc, model, opts...)
+	w, err := worker.New(nc, model, append(opts, worker.WithInfo(info))...)
 	if err != nil {
 		return err
 	}
@@ -156,7 +188,11 @@ func runWorker(ctx context.Context, e *env, o *workerFlags) error {
 		}
 		defer stop()
 	}
-	return w.Run(ctx)
+	err = w.Run(ctx)
+	if errors.Is(err, worker.ErrConsumerMismatch) {
+		return fmt.Errorf("%w\nLeave --ack-wait and --max-deliver out to adopt the consumer's settings, or add --update-consumer to change them for every worker of %s", err, name)
+	}
+	return err
 }
 
 // serveMetrics serves the worker's /metrics on addr until stop.

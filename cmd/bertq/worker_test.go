@@ -207,7 +207,7 @@ func TestWorkerCommand(t *testing.T) {
 		args []string
 	}{
 		{"from the bucket", []string{"--model", "fake-model", "--cache", filepath.Join(dir, "cache")}},
-		{"local file", []string{"--model-file", path}},
+		{"local file", []string{"--artifact", path}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprintf("c%d", i) // the stream de-duplicates ids
@@ -255,5 +255,41 @@ func TestWorkerCommand(t *testing.T) {
 	code := run(ctx, []string{"worker", "--nats", br.ClientURL(), "--model", "broken", "--cache", filepath.Join(dir, "cache"), "--device", "clitest-fake", "--metrics", ""}, &env{stdout: &errb, stderr: &errb})
 	if code != 1 || !strings.Contains(errb.String(), "checksum") {
 		t.Errorf("tampered artifact: exit %d: %s", code, errb.String())
+	}
+}
+
+// TestWorkerCommandConsumerMismatch: a worker asking for another AckWait than
+// the shared consumer's is refused, with the way out; with --update-consumer
+// it changes it.
+func TestWorkerCommandConsumerMismatch(t *testing.T) {
+	br, js := svcTestBroker(t)
+	ctx := context.Background()
+	if err := broker.Provision(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "shared.bqa")
+	svcHeaderOnlyArtifact(t, path, false)
+	args := []string{"worker", "--nats", br.ClientURL(), "--artifact", path, "--device", "clitest-fake", "--metrics", ""}
+	w := runSvcBG(append(args, "--ack-wait", "1m")...)
+	w.waitLog(t, regexp.MustCompile(`worker serving`))
+	defer w.stop(t)
+
+	code, _, errOut := runCmd(ctx, append(args, "--ack-wait", "2s")...)
+	for _, want := range []string{"ack wait is 1m0s, this worker asks 2s", "--update-consumer"} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("exit %d, want 1 and %q:\n%s", code, want, errOut)
+		}
+	}
+	u := runSvcBG(append(args, "--ack-wait", "2s", "--update-consumer")...)
+	u.waitLog(t, regexp.MustCompile(`worker serving`))
+	c, err := js.Consumer(ctx, schemas.InferStream, schemas.WorkerDurable("shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.AckWait; got != 2*time.Second {
+		t.Errorf("after --update-consumer: ack wait %s", got)
+	}
+	if code := u.stop(t); code != 0 {
+		t.Errorf("exit %d:\n%s", code, u.stderr.String())
 	}
 }

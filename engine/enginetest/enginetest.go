@@ -89,7 +89,7 @@ func WriteArtifact(tb testing.TB, path string, c bert.Config, batch, seq int, pr
 	hdr := artifact.Header{Model: c, Batch: batch, Seq: seq, Precision: prec,
 		Activation: c.Activation, Synthetic: true, Compiler: "engine/enginetest"}
 	if prec == artifact.INT8 {
-		hdr.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PerChannel, Activations: artifact.ActivationsPerTokenDyn}
+		hdr.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PairSafe, Activations: artifact.ActivationsU8PerToken}
 	}
 	if err := wr.Close(hdr); err != nil {
 		tb.Fatal(err)

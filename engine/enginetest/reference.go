@@ -11,10 +11,10 @@ import (
 type Emulate struct {
 	// BF16 rounds every matmul input to bfloat16.
 	BF16 bool
-	// Int8ActMax > 0 quantizes every encoder matmul input per row to
-	// ±Int8ActMax steps of max|row| / Int8ActMax (as engines do for int8
-	// artifacts, whose stored weights are already quantized).
-	Int8ActMax int
+	// Int8 quantizes every encoder matmul input per row to u8 over the
+	// row's range, as engines do for int8 artifacts (whose stored weights
+	// are already quantized): artifact.ActivationsU8PerToken.
+	Int8 bool
 }
 
 // Reference is a float64 forward of in over the compiled weights: each
@@ -44,21 +44,21 @@ func (em Emulate) round(x []float64, k int) []float64 {
 		for i, v := range out {
 			out[i] = float64(artifact.FromBF16(artifact.ToBF16(float32(v))))
 		}
-	case em.Int8ActMax > 0:
-		qa := float32(em.Int8ActMax)
+	case em.Int8:
 		for r := 0; r < len(out)/k; r++ {
 			row := out[r*k : (r+1)*k]
-			var mx float32
+			var lo, hi float32
 			for _, v := range row {
-				mx = max(mx, float32(math.Abs(v)))
+				lo, hi = min(lo, float32(v)), max(hi, float32(v))
 			}
-			if mx == 0 {
+			if hi == lo {
 				continue
 			}
-			inv, scale := qa/mx, mx/qa
+			inv, scale := 255/(hi-lo), (hi-lo)/255
+			z := min(max(math.RoundToEven(float64(-lo*inv)), 0), 255)
 			for i, v := range row {
-				q := math.RoundToEven(float64(float32(v) * inv))
-				row[i] = max(-float64(qa), min(float64(qa), q)) * float64(scale)
+				q := min(max(math.RoundToEven(float64(float32(v)*inv))+z, 0), 255)
+				row[i] = (q - z) * float64(scale)
 			}
 		}
 	}

@@ -3,12 +3,11 @@
 // second implementation of the compiled layout for cross-checks. Arithmetic is
 // float32 storage with float64 accumulation in every reduction; int8
 // artifacts run the engines' int8 arithmetic exactly: each matmul input row
-// quantized to ±qa steps of its own max, exact int32 dot products with the s8
-// weights, then dequantized.
+// quantized to u8 over its own range (artifact.ActivationsU8PerToken), exact
+// integer dot products with the s8 weights, then dequantized.
 package gocpu
 
 import (
-	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -24,18 +23,12 @@ type backend struct{}
 
 func (backend) Name() string     { return "go" }
 func (backend) Available() error { return nil }
-func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error) {
+func (backend) Load(f *artifact.File, _ engine.Options) (engine.Model, error) {
 	w, err := engine.ReadWeights(f)
 	if err != nil {
 		return nil, err
 	}
-	m := &model{w: w, mats: map[*engine.Matrix][]float32{}, qa: 127}
-	if opts.Int8ActMax != 0 {
-		if opts.Int8ActMax < 1 || opts.Int8ActMax > 127 {
-			return nil, fmt.Errorf("go: int8 activation range ±%d: want 1 to 127", opts.Int8ActMax)
-		}
-		m.qa = opts.Int8ActMax
-	}
+	m := &model{w: w, mats: map[*engine.Matrix][]float32{}}
 	// Widen bf16 weights once; the arithmetic is float32 either way. Int8
 	// weights stay int8.
 	for l := range w.Layers {
@@ -52,13 +45,12 @@ func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error)
 type model struct {
 	w    *engine.Weights
 	mats map[*engine.Matrix][]float32
-	qa   int // int8 activations are quantized to ±qa
 }
 
 // linear computes out = x·W + bias for rows rows of x.
 func (m *model) linear(mx *engine.Matrix, x, bias, out []float32, rows int) {
 	if mx.I8 != nil {
-		matmulInt8(x, mx, bias, out, rows, m.qa)
+		matmulInt8(x, mx, bias, out, rows)
 		return
 	}
 	matmul(x, m.mats[mx], bias, out, rows, mx.K, mx.N)
@@ -202,16 +194,15 @@ func matmul(x, wt, bias, out []float32, m, k, n int) {
 }
 
 // matmulInt8 computes out[m][n] = deq(q(x[m])·W[n]) + bias[n]: x's row
-// quantized to ±qa steps of its max (float32 arithmetic, round half to even),
-// exact int32 dot products with the s8 weight, dequantized with the row's and
-// the column's scales.
-func matmulInt8(x []float32, w *engine.Matrix, bias, out []float32, m, qa int) {
+// quantized to u8 over its own range, exact integer dot products with the s8
+// weight, dequantized with the row's and the column's scales.
+func matmulInt8(x []float32, w *engine.Matrix, bias, out []float32, m int) {
 	k, n := w.K, w.N
 	parallel(m, func(i int) {
-		q, s := quantizeRow(x[i*k:][:k], qa)
+		q, s, z := quantizeRow(x[i*k:][:k])
 		acc := make([]int32, n)
 		for t, qv := range q {
-			if qv == 0 {
+			if qv -= z; qv == 0 {
 				continue
 			}
 			wr := w.I8[t*n:][:n]
@@ -226,22 +217,26 @@ func matmulInt8(x []float32, w *engine.Matrix, bias, out []float32, m, qa int) {
 	})
 }
 
-// quantizeRow is the engines' per-token quantization of one row.
-func quantizeRow(x []float32, qa int) ([]int32, float32) {
-	var mx float32
+// quantizeRow is the engines' per-token quantization of one row (see
+// artifact.ActivationsU8PerToken): u8 values, scale and zero point, in
+// float32 arithmetic rounding half to even.
+func quantizeRow(x []float32) (q []int32, scale float32, zero int32) {
+	var lo, hi float32
 	for _, v := range x {
-		mx = max(mx, float32(math.Abs(float64(v))))
+		lo, hi = min(lo, v), max(hi, v)
 	}
-	q := make([]int32, len(x))
-	if mx == 0 {
-		return q, 1
+	q = make([]int32, len(x))
+	if hi == lo {
+		return q, 1, 0
 	}
-	inv := float32(qa) / mx
+	inv := 255 / (hi - lo)
+	scale = (hi - lo) / 255
+	round := func(v float32) float32 { return float32(math.RoundToEven(float64(v))) }
+	zf := min(max(round(-lo*inv), 0), 255)
 	for i, v := range x {
-		r := math.RoundToEven(float64(v * inv))
-		q[i] = int32(max(-float64(qa), min(float64(qa), r)))
+		q[i] = int32(min(max(round(v*inv)+zf, 0), 255))
 	}
-	return q, mx / float32(qa)
+	return q, scale, int32(zf)
 }
 
 func addNorm(x, delta, gamma, beta []float32, h int, eps float64) {

@@ -66,13 +66,13 @@ enum { V_QKVB, V_AOB, V_FIB, V_FOB, V_G1, V_B1, V_G2, V_B2, V_N };
 
 struct bq_model {
     bq_dims d;
-    int D, compute, mm_mode, qa;
+    int D, compute, mm_mode;
     int64_t maxM; // rows the buffers hold: max_tokens rounded up to BQ_BUCKET
     dnnl_engine_t eng;
     dnnl_memory_desc_t wmd[MM_N]; // the weights' prepared layouts
     dnnl_memory_t *w;             // [L][MM_N]
     float *ws;                    // int8: column scales, [L][qstride]
-    int32_t *comp;                // int8: (qa + 1)·Σk w[k][n], [L][qstride]
+    int32_t *colsum;              // int8: Σk q[k][n], [L][qstride]
     size_t qoff[MM_N], qstride;
     float *vec; // [L][vec_stride]
     size_t vec_off[V_N], vec_stride;
@@ -199,7 +199,7 @@ void bq_model_destroy(bq_model *m) {
         free(m->w);
     }
     free(m->ws);
-    free(m->comp);
+    free(m->colsum);
     free(m->vec);
     free(m->poolw);
     free(m->poolb);
@@ -221,16 +221,6 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
     default: return "unknown";
     }
-}
-
-// has_vnni reports whether oneDNN's int8 kernels here accumulate u8·s8 pairs
-// straight into 32 bits (VNNI, AMX). Without it they go through vpmaddubsw,
-// whose 16-bit pair sums saturate for |a₁w₁ + a₂w₂| > 32767, so the engine
-// narrows the activations (see bq_model_act_max).
-static int has_vnni(void) {
-    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    return isa == dnnl_cpu_isa_avx2_vnni || isa == dnnl_cpu_isa_avx512_core_vnni ||
-           isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
 }
 
 // pick_compute settles what the matmuls compute in: the artifact's type,
@@ -303,7 +293,6 @@ char *bq_model_create(const bq_dims *d, bq_model **out) {
     m->d = *d;
     m->D = d->H / d->NH;
     m->maxM = (int64_t)round_up((size_t)d->max_tokens, BQ_BUCKET);
-    m->qa = has_vnni() ? 127 : 63;
     char *err = NULL;
     dnnl_status_t st = dnnl_engine_create(&m->eng, dnnl_cpu, 0);
     if (st != dnnl_success) {
@@ -327,9 +316,9 @@ char *bq_model_create(const bq_dims *d, bq_model **out) {
     m->poolb = xalloc(H * sizeof(float));
     if (m->compute == BQ_INT8) {
         m->ws = xalloc(m->qstride * d->L * sizeof(float));
-        m->comp = xalloc(m->qstride * d->L * sizeof(int32_t));
+        m->colsum = xalloc(m->qstride * d->L * sizeof(int32_t));
     }
-    if (!m->w || !m->vec || !m->poolw || !m->poolb || (m->compute == BQ_INT8 && (!m->ws || !m->comp))) {
+    if (!m->w || !m->vec || !m->poolw || !m->poolb || (m->compute == BQ_INT8 && (!m->ws || !m->colsum))) {
         err = errorf("oneDNN model: out of memory");
         goto fail;
     }
@@ -340,9 +329,7 @@ char *bq_model_create(const bq_dims *d, bq_model **out) {
             goto fail;
         }
     const dnnl_version_t *ver = dnnl_version();
-    char qa[64] = "";
-    if (m->compute == BQ_INT8)
-        snprintf(qa, sizeof qa, " (u8 activations ±%d per token, s8 weights per channel)", m->qa);
+    const char *qa = m->compute == BQ_INT8 ? " (u8 activations per token, s8 pair-safe weights per channel)" : "";
     snprintf(m->describe, sizeof m->describe,
              "oneDNN %d.%d.%d, isa %s, %s%s matmuls%s with %s M: qkv %s, attention output %s, ffn %s/%s; "
              "element-wise kernels %s",
@@ -368,7 +355,6 @@ const char *bq_model_peak_isa(bq_model *m) {
 }
 int bq_model_compute(bq_model *m) { return m->compute; }
 int bq_model_mm_mode(bq_model *m) { return m->mm_mode; }
-int bq_model_act_max(bq_model *m) { return m->qa; }
 
 static float *layer_vec(const bq_model *m, int l, int which) {
     return m->vec + (size_t)l * m->vec_stride + m->vec_off[which];
@@ -415,14 +401,13 @@ char *bq_model_set_matrix(bq_model *m, int l, int kind, const void *w, const flo
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&umd, 2, wd, dt, dnnl_ab), "layer %d %s weights", l, what);
     char *err = reorder(m, &umd, w, m->w[(size_t)l * MM_N + kind], what);
     if (err || m->compute != BQ_INT8) return err;
-    // The zero point's share of every output: (qa + 1)·Σk w[k][n].
+    // The column sums carry the zero points' share of every output.
     const int8_t *q = w;
     size_t off = (size_t)l * m->qstride + m->qoff[kind];
-    int32_t *comp = m->comp + off;
-    memset(comp, 0, (size_t)N * sizeof *comp);
+    int32_t *colsum = m->colsum + off;
+    memset(colsum, 0, (size_t)N * sizeof *colsum);
     for (int64_t k = 0; k < K; k++)
-        for (int64_t n = 0; n < N; n++) comp[n] += q[k * N + n];
-    for (int64_t n = 0; n < N; n++) comp[n] *= m->qa + 1;
+        for (int64_t n = 0; n < N; n++) colsum[n] += q[k * N + n];
     memcpy(m->ws + off, scales, (size_t)N * sizeof(float));
     return NULL;
 }
@@ -464,13 +449,16 @@ struct bq_runner {
     // buffers, maxM rows
     float *x;        // hidden state [M][H] f32
     void *xin;       // the matmuls' copy of x: bf16, or u8 (int8); NULL for f32
-    float *xs;       // int8: row scales of xin
+    float *xs;       // int8: row scales and zero points of xin
+    int32_t *xz;
     float *qkv;      // [M][3H] f32
     void *ctx;       // [M][H]: bf16 for bf16, else f32
-    uint8_t *ctxq;   // int8: quantized ctx and its row scales
+    uint8_t *ctxq;   // int8: quantized ctx, its row scales and zero points
     float *cs;
+    int32_t *cz;
     void *h;         // [M][I]: f32, bf16, or u8 (int8)
-    float *hs;       // int8: row scales of h
+    float *hs;       // int8: row scales and zero points of h
+    int32_t *hz;
     int32_t *acc;    // int8: [M][max(3H, I)] accumulators
     float *tmp;      // an epilogue row
     float *attn;     // attention scratch
@@ -499,7 +487,8 @@ void bq_runner_destroy(bq_runner *r) {
     free(r->w);
     free(r->b);
     if (r->st) dnnl_stream_destroy(r->st);
-    void *bufs[] = {r->x, r->xin, r->xs, r->qkv, r->ctx, r->ctxq, r->cs, r->h, r->hs, r->acc, r->tmp, r->attn, r->pooled};
+    void *bufs[] = {r->x,  r->xin, r->xs, r->xz,  r->qkv, r->ctx,  r->ctxq, r->cs,
+                    r->cz, r->h,   r->hs, r->hz, r->acc, r->tmp, r->attn, r->pooled};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(r);
 }
@@ -585,6 +574,9 @@ char *bq_runner_create(bq_model *m, bq_runner **out) {
     r->x = xalloc(M * H * 4);
     r->xin = q ? xalloc(M * H) : b ? xalloc(M * H * 2) : NULL;
     r->xs = xalloc(M * 4);
+    r->xz = xalloc(M * 4);
+    r->cz = xalloc(M * 4);
+    r->hz = xalloc(M * 4);
     r->qkv = xalloc(M * 3 * H * 4);
     r->ctx = xalloc(M * H * (b ? 2 : 4));
     r->ctxq = q ? xalloc(M * H) : NULL;
@@ -596,7 +588,8 @@ char *bq_runner_create(bq_model *m, bq_runner **out) {
     r->attn = xalloc(k_attention_scratch(m->d.max_len, m->D) * 4);
     r->pooled = xalloc((size_t)m->d.max_seqs * H * 4);
     char *err = NULL;
-    if (!r->plans || !r->w || !r->b || !r->x || ((q || b) && !r->xin) || !r->xs || !r->qkv || !r->ctx ||
+    if (!r->plans || !r->w || !r->b || !r->x || ((q || b) && !r->xin) || !r->xs || !r->xz || !r->cz || !r->hz ||
+        !r->qkv || !r->ctx ||
         (q && (!r->ctxq || !r->acc)) || !r->cs || !r->h || !r->hs || !r->tmp || !r->attn || !r->pooled) {
         err = errorf("oneDNN runner: out of memory for activation buffers");
         goto fail;
@@ -666,6 +659,13 @@ static void pool(bq_runner *r, int nseq, const int32_t *lens) {
     }
 }
 
+// int8w gathers layer l's int8 epilogue operands for one matmul.
+static k_int8w int8w(const bq_model *m, int l, int kind) {
+    static const int bias_of[MM_N] = {V_QKVB, V_AOB, V_FIB, V_FOB};
+    size_t off = (size_t)l * m->qstride + m->qoff[kind];
+    return (k_int8w){.colsum = m->colsum + off, .ws = m->ws + off, .bias = layer_vec(m, l, bias_of[kind])};
+}
+
 // zero_rows clears rows [from, to) of the matmuls' sources: a bucketed plan
 // computes them too, and they should hold nothing left from an earlier batch.
 static void zero_rows(bq_runner *r, int64_t from, int64_t to) {
@@ -694,45 +694,39 @@ char *bq_runner_forward(bq_runner *r, int mode, int nseq, const int32_t *lens, c
     plan_t *pl;
     char *err = get_plan(r, T, bare, &pl);
     if (err) return err;
-    int H = m->d.H, I = m->d.I, q = m->compute == BQ_INT8, qa = m->qa, t = (int)T;
+    int H = m->d.H, I = m->d.I, q = m->compute == BQ_INT8, t = (int)T;
     uint16_t *xb = m->compute == BQ_BF16 ? r->xin : NULL;
     uint8_t *xq = q ? r->xin : NULL;
     float eps = m->d.eps;
     if (full && pl->M > T) zero_rows(r, T, pl->M);
     if (full) {
         k_embed(r->x, ids, types, lens, nseq, m->word, m->pos, m->type, H);
-        k_layernorm(r->x, xb, xq, r->xs, qa, m->embg, m->embb, t, H, eps);
+        k_layernorm(r->x, xb, xq, r->xs, r->xz, m->embg, m->embb, t, H, eps);
     }
 #define MM(kind)                                                                                  \
     do {                                                                                          \
         if (gemm && (err = run_mm(r, pl, bare, kind, l))) return err;                            \
     } while (0)
     for (int l = 0; l < m->d.L; l++) {
-        size_t qo = (size_t)l * m->qstride;
         MM(MM_QKV);
-        if (full && q)
-            k_deq_bias(r->acc, t, 3 * H, m->comp + qo + m->qoff[MM_QKV], m->ws + qo + m->qoff[MM_QKV], r->xs,
-                       layer_vec(m, l, V_QKVB), r->qkv);
+        if (full && q) k_deq_bias(r->acc, t, 3 * H, int8w(m, l, MM_QKV), r->xs, r->xz, r->qkv);
         if (full) k_attention(r->qkv, lens, nseq, mask, r->ctx, m->compute == BQ_BF16, H, m->d.NH, r->attn);
-        if (full && q) k_quantize(r->ctx, t, H, r->ctxq, r->cs, qa);
+        if (full && q) k_quantize(r->ctx, t, H, r->ctxq, r->cs, r->cz);
         MM(MM_AO);
         if (full && q)
-            k_deq_res_ln(r->acc, t, H, m->comp + qo + m->qoff[MM_AO], m->ws + qo + m->qoff[MM_AO], r->cs,
-                         layer_vec(m, l, V_AOB), r->x, NULL, xq, r->xs, qa, layer_vec(m, l, V_G1),
-                         layer_vec(m, l, V_B1), eps);
+            k_deq_res_ln(r->acc, t, H, int8w(m, l, MM_AO), r->cs, r->cz, r->x, NULL, xq, r->xs, r->xz,
+                         layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), eps);
         else if (full)
-            k_layernorm(r->x, xb, NULL, NULL, qa, layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), t, H, eps);
+            k_layernorm(r->x, xb, NULL, NULL, NULL, layer_vec(m, l, V_G1), layer_vec(m, l, V_B1), t, H, eps);
         MM(MM_FI);
         if (full && q)
-            k_deq_act_quant(r->acc, t, I, m->comp + qo + m->qoff[MM_FI], m->ws + qo + m->qoff[MM_FI], r->xs,
-                            layer_vec(m, l, V_FIB), m->d.act, r->h, r->hs, qa, r->tmp);
+            k_deq_act_quant(r->acc, t, I, int8w(m, l, MM_FI), r->xs, r->xz, m->d.act, r->h, r->hs, r->hz, r->tmp);
         MM(MM_FO);
         if (full && q)
-            k_deq_res_ln(r->acc, t, H, m->comp + qo + m->qoff[MM_FO], m->ws + qo + m->qoff[MM_FO], r->hs,
-                         layer_vec(m, l, V_FOB), r->x, NULL, xq, r->xs, qa, layer_vec(m, l, V_G2),
-                         layer_vec(m, l, V_B2), eps);
+            k_deq_res_ln(r->acc, t, H, int8w(m, l, MM_FO), r->hs, r->hz, r->x, NULL, xq, r->xs, r->xz,
+                         layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), eps);
         else if (full)
-            k_layernorm(r->x, xb, NULL, NULL, qa, layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), t, H, eps);
+            k_layernorm(r->x, xb, NULL, NULL, NULL, layer_vec(m, l, V_G2), layer_vec(m, l, V_B2), t, H, eps);
     }
 #undef MM
     if (full) pool(r, nseq, lens);

@@ -48,7 +48,6 @@ void bq_model_set_pooler(bq_model *m, const float *w, const float *b);
 const char *bq_model_describe(bq_model *m);
 int bq_model_compute(bq_model *m);   // BQ_F32, BQ_BF16 or BQ_INT8
 int bq_model_mm_mode(bq_model *m);   // BQ_MM_RUNTIME or BQ_MM_BUCKET
-int bq_model_act_max(bq_model *m);   // int8: the activations' quantization range ±qa
 // The instruction the matmuls' inner loops run on (see peak.h), or NULL.
 const char *bq_model_peak_isa(bq_model *m);
 void bq_model_destroy(bq_model *m);

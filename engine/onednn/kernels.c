@@ -51,27 +51,34 @@ static inline float act_scalar(float x, int act) {
     }
 }
 
-// quant_row_scalar quantizes one row; the arithmetic (a float32 inverse
-// scale, round half to even) is the plain-Go reference's exactly.
-static void quant_row_scalar(const float *x, int K, uint8_t *q, float *s, int qa) {
-    float mx = 0;
-    for (int k = 0; k < K; k++) mx = fmaxf(mx, fabsf(x[k]));
-    if (mx == 0) {
-        memset(q, qa + 1, (size_t)K);
-        *s = 1;
+// quant_params sets a row's scale, zero point and float32 inverse scale
+// from its range (see kernels.h); it returns 0 for a zero row.
+static inline int quant_params(float lo, float hi, float *s, int32_t *z, float *inv) {
+    lo = fminf(lo, 0.0f), hi = fmaxf(hi, 0.0f);
+    if (hi == lo) {
+        *s = 1, *z = 0, *inv = 1;
+        return 0;
+    }
+    *inv = 255.0f / (hi - lo);
+    *s = (hi - lo) / 255.0f;
+    *z = (int32_t)fminf(fmaxf(nearbyintf(-lo * *inv), 0.0f), 255.0f);
+    return 1;
+}
+
+// quant_row_scalar quantizes one row; the arithmetic is the plain-Go
+// reference's exactly.
+static void quant_row_scalar(const float *x, int K, uint8_t *q, float *s, int32_t *z) {
+    float lo = 0, hi = 0, inv;
+    for (int k = 0; k < K; k++) lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
+    if (!quant_params(lo, hi, s, z, &inv)) {
+        memset(q, 0, (size_t)K);
         return;
     }
-    float inv = (float)qa / mx;
-    for (int k = 0; k < K; k++) {
-        float v = nearbyintf(x[k] * inv);
-        v = fminf(fmaxf(v, (float)-qa), (float)qa);
-        q[k] = (uint8_t)((int)v + qa + 1);
-    }
-    *s = mx / (float)qa;
+    for (int k = 0; k < K; k++) q[k] = (uint8_t)fminf(fmaxf(nearbyintf(x[k] * inv) + (float)*z, 0.0f), 255.0f);
 }
 
 // ln_row_scalar normalizes one row in place, with the optional copies.
-static void ln_row_scalar(float *r, uint16_t *rb, uint8_t *rq, float *rs, int qa, const float *g,
+static void ln_row_scalar(float *r, uint16_t *rb, uint8_t *rq, float *rs, int32_t *rz, const float *g,
                           const float *b, int H, float eps) {
     float sum = 0;
     for (int i = 0; i < H; i++) sum += r[i];
@@ -85,14 +92,14 @@ static void ln_row_scalar(float *r, uint16_t *rb, uint8_t *rq, float *rs, int qa
         r[i] = (r[i] - mean) * inv * g[i] + b[i];
         if (rb) rb[i] = bf16_of(r[i]);
     }
-    if (rq) quant_row_scalar(r, H, rq, rs, qa);
+    if (rq) quant_row_scalar(r, H, rq, rs, rz);
 }
 
-static void layernorm_scalar(float *x, uint16_t *xb, uint8_t *xq, float *xs, int qa, const float *g,
+static void layernorm_scalar(float *x, uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g,
                              const float *b, int M, int H, float eps) {
     for (int t = 0; t < M; t++)
         ln_row_scalar(x + (size_t)t * H, xb ? xb + (size_t)t * H : NULL, xq ? xq + (size_t)t * H : NULL,
-                      xs ? xs + t : NULL, qa, g, b, H, eps);
+                      xs ? xs + t : NULL, xz ? xz + t : NULL, g, b, H, eps);
 }
 
 static void attention_scalar(const float *qkv, const int32_t *lens, int nseq, const int32_t *mask,
@@ -141,31 +148,31 @@ static inline float deq(int32_t a, int32_t comp, float scale, float bias) {
     return (float)(a - comp) * scale + bias;
 }
 
-static void deq_bias_scalar(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                            const float *as, const float *bias, float *out) {
+static void deq_bias_scalar(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az,
+                            float *out) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++)
-            out[(size_t)m * N + n] = deq(acc[(size_t)m * N + n], comp[n], as[m] * ws[n], bias[n]);
+            out[(size_t)m * N + n] = deq(acc[(size_t)m * N + n], az[m] * w.colsum[n], as[m] * w.ws[n], w.bias[n]);
 }
 
-static void deq_act_quant_scalar(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                                 const float *as, const float *bias, int act, uint8_t *hq, float *hs,
-                                 int qa, float *tmp) {
+static void deq_act_quant_scalar(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az,
+                                 int act, uint8_t *hq, float *hs, int32_t *hz, float *tmp) {
     for (int m = 0; m < M; m++) {
         for (int n = 0; n < N; n++)
-            tmp[n] = act_scalar(deq(acc[(size_t)m * N + n], comp[n], as[m] * ws[n], bias[n]), act);
-        quant_row_scalar(tmp, N, hq + (size_t)m * N, hs + m, qa);
+            tmp[n] = act_scalar(deq(acc[(size_t)m * N + n], az[m] * w.colsum[n], as[m] * w.ws[n], w.bias[n]), act);
+        quant_row_scalar(tmp, N, hq + (size_t)m * N, hs + m, hz + m);
     }
 }
 
-static void deq_res_ln_scalar(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                              const float *as, const float *bias, float *x, uint16_t *xb, uint8_t *xq,
-                              float *xs, int qa, const float *g, const float *b, float eps) {
+static void deq_res_ln_scalar(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az,
+                              float *x, uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g,
+                              const float *b, float eps) {
     for (int m = 0; m < M; m++) {
         float *r = x + (size_t)m * N;
-        for (int n = 0; n < N; n++) r[n] += deq(acc[(size_t)m * N + n], comp[n], as[m] * ws[n], bias[n]);
+        for (int n = 0; n < N; n++)
+            r[n] += deq(acc[(size_t)m * N + n], az[m] * w.colsum[n], as[m] * w.ws[n], w.bias[n]);
         ln_row_scalar(r, xb ? xb + (size_t)m * N : NULL, xq ? xq + (size_t)m * N : NULL, xs ? xs + m : NULL,
-                      qa, g, b, N, eps);
+                      xz ? xz + m : NULL, g, b, N, eps);
     }
 }
 
@@ -265,42 +272,34 @@ AVX2 static void to_bf16_avx2(const float *x, uint16_t *out, size_t n) {
     for (; i < n; i++) out[i] = bf16_of(x[i]);
 }
 
-AVX2 static float absmax_avx2(const float *x, int K) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 8 <= K; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
-    float mx = hmax(m);
-    for (; k < K; k++) mx = fmaxf(mx, fabsf(x[k]));
-    return mx;
-}
-
 // quant_row_avx2 is quant_row_scalar, eight at a time.
-AVX2 static void quant_row_avx2(const float *x, int K, uint8_t *q, float *s, int qa) {
-    float mx = absmax_avx2(x, K);
-    if (mx == 0) {
-        memset(q, qa + 1, (size_t)K);
-        *s = 1;
-        return;
-    }
-    float inv = (float)qa / mx;
-    const __m256 vi = _mm256_set1_ps(inv), lo = _mm256_set1_ps((float)-qa), hi = _mm256_set1_ps((float)qa);
-    const __m256i z = _mm256_set1_epi32(qa + 1);
+AVX2 static void quant_row_avx2(const float *x, int K, uint8_t *q, float *s, int32_t *z) {
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
     int k = 0;
     for (; k + 8 <= K; k += 8) {
-        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vi), lo), hi);
-        __m256i iv = _mm256_add_epi32(_mm256_cvtps_epi32(v), z); // 1..2qa+1, round half to even
+        __m256 v = _mm256_loadu_ps(x + k);
+        vlo = _mm256_min_ps(vlo, v), vhi = _mm256_max_ps(vhi, v);
+    }
+    float lo = -hmax(_mm256_sub_ps(_mm256_setzero_ps(), vlo)), hi = hmax(vhi), inv;
+    for (int r = k; r < K; r++) lo = fminf(lo, x[r]), hi = fmaxf(hi, x[r]);
+    if (!quant_params(lo, hi, s, z, &inv)) {
+        memset(q, 0, (size_t)K);
+        return;
+    }
+    // round(x·inv), then + z and the clamp: exact in float, as the scalar code.
+    const __m256 vi = _mm256_set1_ps(inv), vz = _mm256_set1_ps((float)*z), top = _mm256_set1_ps(255.0f);
+    for (k = 0; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vi),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, vz), _mm256_setzero_ps()), top);
+        __m256i iv = _mm256_cvtps_epi32(v);
         __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
         _mm_storel_epi64((__m128i *)(q + k), _mm_packus_epi16(w, w));
     }
-    for (; k < K; k++) {
-        float v = fminf(fmaxf(nearbyintf(x[k] * inv), (float)-qa), (float)qa);
-        q[k] = (uint8_t)((int)v + qa + 1);
-    }
-    *s = mx / (float)qa;
+    for (; k < K; k++) q[k] = (uint8_t)fminf(fmaxf(nearbyintf(x[k] * inv) + (float)*z, 0.0f), 255.0f);
 }
 
-AVX2 static void ln_row_avx2(float *r, uint16_t *rb, uint8_t *rq, float *rs, int qa, const float *g,
+AVX2 static void ln_row_avx2(float *r, uint16_t *rb, uint8_t *rq, float *rs, int32_t *rz, const float *g,
                              const float *b, int H, float eps) {
     __m256 s = _mm256_setzero_ps();
     int i = 0;
@@ -327,14 +326,14 @@ AVX2 static void ln_row_avx2(float *r, uint16_t *rb, uint8_t *rq, float *rs, int
         r[i] = (r[i] - mean) * inv * g[i] + b[i];
         if (rb) rb[i] = bf16_of(r[i]);
     }
-    if (rq) quant_row_avx2(r, H, rq, rs, qa);
+    if (rq) quant_row_avx2(r, H, rq, rs, rz);
 }
 
-AVX2 static void layernorm_avx2(float *x, uint16_t *xb, uint8_t *xq, float *xs, int qa, const float *g,
+AVX2 static void layernorm_avx2(float *x, uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g,
                                 const float *b, int M, int H, float eps) {
     for (int t = 0; t < M; t++)
         ln_row_avx2(x + (size_t)t * H, xb ? xb + (size_t)t * H : NULL, xq ? xq + (size_t)t * H : NULL,
-                    xs ? xs + t : NULL, qa, g, b, H, eps);
+                    xs ? xs + t : NULL, xz ? xz + t : NULL, g, b, H, eps);
 }
 
 // Attention works on blocks of QR query rows against all keys of the
@@ -436,29 +435,30 @@ AVX2 static void attention_avx2(const float *qkv, const int32_t *lens, int nseq,
         for (int h = 0; h < NH; h++) attention_head_avx2(qkv, lo, lens[b], mask, ctx, ctx_bf16, H, D, h, scratch);
 }
 
-// deq_row_avx2 writes y = (acc - comp)·as·ws + bias (+ add, when given) for one row.
-AVX2 static void deq_row_avx2(const int32_t *acc, int N, const int32_t *comp, const float *ws, float as,
-                              const float *bias, const float *add, float *out) {
+// deq_row_avx2 writes y = (acc - az·colsum)·as·ws + bias (+ add, when
+// given) for one row.
+AVX2 static void deq_row_avx2(const int32_t *acc, int N, k_int8w w, float as, int32_t az, const float *add,
+                              float *out) {
     __m256 va = _mm256_set1_ps(as);
+    __m256i vz = _mm256_set1_epi32(az);
     int n = 0;
     for (; n + 8 <= N; n += 8) {
         __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + n)),
-                                     _mm256_loadu_si256((const __m256i *)(comp + n)));
-        __m256 s = _mm256_mul_ps(va, _mm256_loadu_ps(ws + n));
-        __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, _mm256_loadu_ps(bias + n));
+                                     _mm256_mullo_epi32(vz, _mm256_loadu_si256((const __m256i *)(w.colsum + n))));
+        __m256 s = _mm256_mul_ps(va, _mm256_loadu_ps(w.ws + n));
+        __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, _mm256_loadu_ps(w.bias + n));
         if (add) y = _mm256_add_ps(y, _mm256_loadu_ps(add + n));
         _mm256_storeu_ps(out + n, y);
     }
     for (; n < N; n++) {
-        float y = deq(acc[n], comp[n], as * ws[n], bias[n]);
+        float y = deq(acc[n], az * w.colsum[n], as * w.ws[n], w.bias[n]);
         out[n] = add ? y + add[n] : y;
     }
 }
 
-AVX2 static void deq_bias_avx2(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                               const float *as, const float *bias, float *out) {
-    for (int m = 0; m < M; m++)
-        deq_row_avx2(acc + (size_t)m * N, N, comp, ws, as[m], bias, NULL, out + (size_t)m * N);
+AVX2 static void deq_bias_avx2(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az,
+                               float *out) {
+    for (int m = 0; m < M; m++) deq_row_avx2(acc + (size_t)m * N, N, w, as[m], az[m], NULL, out + (size_t)m * N);
 }
 
 AVX2 static void act_avx2(float *x, size_t n, int act) {
@@ -467,24 +467,23 @@ AVX2 static void act_avx2(float *x, size_t n, int act) {
     for (; i < n; i++) x[i] = act_scalar(x[i], act);
 }
 
-AVX2 static void deq_act_quant_avx2(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                                    const float *as, const float *bias, int act, uint8_t *hq, float *hs,
-                                    int qa, float *tmp) {
+AVX2 static void deq_act_quant_avx2(const int32_t *acc, int M, int N, k_int8w w, const float *as,
+                                    const int32_t *az, int act, uint8_t *hq, float *hs, int32_t *hz, float *tmp) {
     for (int m = 0; m < M; m++) {
-        deq_row_avx2(acc + (size_t)m * N, N, comp, ws, as[m], bias, NULL, tmp);
+        deq_row_avx2(acc + (size_t)m * N, N, w, as[m], az[m], NULL, tmp);
         act_avx2(tmp, (size_t)N, act);
-        quant_row_avx2(tmp, N, hq + (size_t)m * N, hs + m, qa);
+        quant_row_avx2(tmp, N, hq + (size_t)m * N, hs + m, hz + m);
     }
 }
 
-AVX2 static void deq_res_ln_avx2(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws,
-                                 const float *as, const float *bias, float *x, uint16_t *xb, uint8_t *xq,
-                                 float *xs, int qa, const float *g, const float *b, float eps) {
+AVX2 static void deq_res_ln_avx2(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az,
+                                 float *x, uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g,
+                                 const float *b, float eps) {
     for (int m = 0; m < M; m++) {
         float *r = x + (size_t)m * N;
-        deq_row_avx2(acc + (size_t)m * N, N, comp, ws, as[m], bias, r, r);
-        ln_row_avx2(r, xb ? xb + (size_t)m * N : NULL, xq ? xq + (size_t)m * N : NULL, xs ? xs + m : NULL, qa,
-                    g, b, N, eps);
+        deq_row_avx2(acc + (size_t)m * N, N, w, as[m], az[m], r, r);
+        ln_row_avx2(r, xb ? xb + (size_t)m * N : NULL, xq ? xq + (size_t)m * N : NULL, xs ? xs + m : NULL,
+                    xz ? xz + m : NULL, g, b, N, eps);
     }
 }
 
@@ -502,12 +501,12 @@ void k_embed(float *x, const int32_t *ids, const int32_t *types, const int32_t *
         }
 }
 
-void k_layernorm(float *x, uint16_t *xb, uint8_t *xq, float *xs, int qa, const float *g, const float *b,
+void k_layernorm(float *x, uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g, const float *b,
                  int M, int H, float eps) {
     if (k_simd())
-        layernorm_avx2(x, xb, xq, xs, qa, g, b, M, H, eps);
+        layernorm_avx2(x, xb, xq, xs, xz, g, b, M, H, eps);
     else
-        layernorm_scalar(x, xb, xq, xs, qa, g, b, M, H, eps);
+        layernorm_scalar(x, xb, xq, xs, xz, g, b, M, H, eps);
 }
 
 void k_attention(const float *qkv, const int32_t *lens, int nseq, const int32_t *mask, void *ctx,
@@ -518,12 +517,12 @@ void k_attention(const float *qkv, const int32_t *lens, int nseq, const int32_t 
         attention_scalar(qkv, lens, nseq, mask, ctx, ctx_bf16, H, NH, scratch);
 }
 
-void k_quantize(const float *x, int M, int K, uint8_t *q, float *s, int qa) {
+void k_quantize(const float *x, int M, int K, uint8_t *q, float *s, int32_t *z) {
     for (int m = 0; m < M; m++) {
         if (k_simd())
-            quant_row_avx2(x + (size_t)m * K, K, q + (size_t)m * K, s + m, qa);
+            quant_row_avx2(x + (size_t)m * K, K, q + (size_t)m * K, s + m, z + m);
         else
-            quant_row_scalar(x + (size_t)m * K, K, q + (size_t)m * K, s + m, qa);
+            quant_row_scalar(x + (size_t)m * K, K, q + (size_t)m * K, s + m, z + m);
     }
 }
 
@@ -535,29 +534,27 @@ void k_to_bf16(const float *x, uint16_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = bf16_of(x[i]);
 }
 
-void k_deq_bias(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws, const float *as,
-                const float *bias, float *out) {
+void k_deq_bias(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az, float *out) {
     if (k_simd())
-        deq_bias_avx2(acc, M, N, comp, ws, as, bias, out);
+        deq_bias_avx2(acc, M, N, w, as, az, out);
     else
-        deq_bias_scalar(acc, M, N, comp, ws, as, bias, out);
+        deq_bias_scalar(acc, M, N, w, as, az, out);
 }
 
-void k_deq_act_quant(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws, const float *as,
-                     const float *bias, int act, uint8_t *hq, float *hs, int qa, float *tmp) {
+void k_deq_act_quant(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az, int act,
+                     uint8_t *hq, float *hs, int32_t *hz, float *tmp) {
     if (k_simd())
-        deq_act_quant_avx2(acc, M, N, comp, ws, as, bias, act, hq, hs, qa, tmp);
+        deq_act_quant_avx2(acc, M, N, w, as, az, act, hq, hs, hz, tmp);
     else
-        deq_act_quant_scalar(acc, M, N, comp, ws, as, bias, act, hq, hs, qa, tmp);
+        deq_act_quant_scalar(acc, M, N, w, as, az, act, hq, hs, hz, tmp);
 }
 
-void k_deq_res_ln(const int32_t *acc, int M, int N, const int32_t *comp, const float *ws, const float *as,
-                  const float *bias, float *x, uint16_t *xb, uint8_t *xq, float *xs, int qa, const float *g,
-                  const float *b, float eps) {
+void k_deq_res_ln(const int32_t *acc, int M, int N, k_int8w w, const float *as, const int32_t *az, float *x,
+                  uint16_t *xb, uint8_t *xq, float *xs, int32_t *xz, const float *g, const float *b, float eps) {
     if (k_simd())
-        deq_res_ln_avx2(acc, M, N, comp, ws, as, bias, x, xb, xq, xs, qa, g, b, eps);
+        deq_res_ln_avx2(acc, M, N, w, as, az, x, xb, xq, xs, xz, g, b, eps);
     else
-        deq_res_ln_scalar(acc, M, N, comp, ws, as, bias, x, xb, xq, xs, qa, g, b, eps);
+        deq_res_ln_scalar(acc, M, N, w, as, az, x, xb, xq, xs, xz, g, b, eps);
 }
 
 void k_act(float *x, size_t n, int act) {

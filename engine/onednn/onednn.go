@@ -205,7 +205,6 @@ func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error)
 		return nil, err
 	}
 	m.desc = C.GoString(C.bq_model_describe(m.c))
-	m.actMax = int(C.bq_model_act_max(m.c))
 	f.DropPages()
 	return m, nil
 }
@@ -216,7 +215,6 @@ type Model struct {
 	spec       engine.Spec
 	c          *C.bq_model
 	desc       string
-	actMax     int
 	clsW, clsB []float64
 
 	mu      sync.Mutex
@@ -234,11 +232,6 @@ func (m *Model) Backend() string { return Name }
 // matmuls compute in and the implementations they chose (e.g. gemm:jit,
 // brg:avx512_core_amx_bf16).
 func (m *Model) Describe() string { return m.desc }
-
-// Int8ActMax is the range ±qa int8 activations are quantized to here: 127
-// where the CPU multiplies u8·s8 pairs into 32 bits (VNNI, AMX), else 63, so
-// that AVX2's 16-bit pair sums (vpmaddubsw) cannot saturate.
-func (m *Model) Int8ActMax() int { return m.actMax }
 
 // Close stops the model's remaining runners and frees its weights.
 func (m *Model) Close() error {

@@ -127,19 +127,18 @@ func TestBF16MatchesReference(t *testing.T) {
 // activations and exact integer dot products, so that only float32
 // dequantization, LayerNorm and GELU rounding separate the two (observed
 // ≤ 1e-6), unless a value lands on the other side of a quantization boundary
-// in one of them: one step (1/qa of a row's max) moves one element, which on
+// in one of them: one step (1/255 of a row's range) moves one element, which on
 // this toy model (hidden 64) can move a logit by a few hundredths. So most
 // sequences must agree to 1e-4 and none may be further off than 0.1; a
 // wiring mistake (scale, zero point, bias) moves every sequence by O(0.1–1).
-// The bound against float64 (0.15) is what ±qa per-token activations and s8
+// The bound against float64 (0.15) is what per-token u8 activations and s8
 // weights cost at hidden 64.
 func TestInt8MatchesReference(t *testing.T) {
 	for i, act := range enginetest.Activations {
 		t.Run(string(act), func(t *testing.T) {
 			c := small(act)
 			fx := load(t, c, 4, 32, artifact.INT8, int64(30+i))
-			qa := model(fx).Int8ActMax()
-			ref := enginetest.Load(t, "go", engine.Options{Int8ActMax: qa}, c, 4, 32, artifact.INT8, int64(30+i))
+			ref := enginetest.Load(t, "go", engine.Options{}, c, 4, 32, artifact.INT8, int64(30+i))
 			rng := rand.New(rand.NewSource(int64(i)))
 			var vsGo, vsEmu flips
 			for _, in := range []engine.Input{
@@ -147,7 +146,7 @@ func TestInt8MatchesReference(t *testing.T) {
 				enginetest.RandomStatic(rng, c, 4, 32, false), randomPacked(rng, c, 4, 32),
 			} {
 				got, want := fx.Run(t, in), ref.Run(t, in)
-				vsEmu.add(t, "plain-Go int8 vs the int8-emulating float64 reference", want, enginetest.Reference(fx.Weights, in, enginetest.Emulate{Int8ActMax: qa}), c.NumLabels)
+				vsEmu.add(t, "plain-Go int8 vs the int8-emulating float64 reference", want, enginetest.Reference(fx.Weights, in, enginetest.Emulate{Int8: true}), c.NumLabels)
 				vsGo.add(t, "onednn vs plain-Go int8", got, widen64(want), c.NumLabels)
 				if d := enginetest.MaxDiff(got, enginetest.Reference(fx.Weights, in, enginetest.Emulate{})); d > 0.15 {
 					t.Errorf("%.3g off float64 (want ≤ 0.15)", d)
@@ -435,7 +434,7 @@ func TestPrecisionMismatch(t *testing.T) {
 		err := artifact.SetHeader(path, func(h *artifact.Header) {
 			h.Precision = claim
 			if claim == artifact.INT8 {
-				h.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PerChannel, Activations: artifact.ActivationsPerTokenDyn}
+				h.Quantization = &artifact.Quantization{Weights: artifact.WeightsS8PairSafe, Activations: artifact.ActivationsU8PerToken}
 			}
 		})
 		if err != nil {

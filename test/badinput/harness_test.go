@@ -91,7 +91,7 @@ func newHarness(t *testing.T) *harness {
 	if err := broker.Provision(ctx, sjs); err != nil {
 		t.Fatal(err)
 	}
-	in, err := broker.StartIntake(svc, broker.WithIntakeLogger(component(log, "intake")), broker.WithModelCache(time.Minute, 0))
+	in, err := broker.StartIntake(svc, broker.WithIntakeLogger(component(log, "intake")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,7 @@ func denied() []op {
 		{"intake", "consume the inference queue", nextInfer, req(nextInfer)},
 		{"intake", "create a consumer on the queue", "$JS.API.CONSUMER.CREATE.BERTQ_INFER.evil", req("$JS.API.CONSUMER.CREATE.BERTQ_INFER.evil")},
 		{"intake", "write the model bucket", chunk, pub(chunk)},
+		{"intake", "read the model bucket's chunks", "$JS.API.CONSUMER.CREATE.OBJ_bertq-models.evil.$O.bertq-models.C.>", req("$JS.API.CONSUMER.CREATE.OBJ_bertq-models.evil.$O.bertq-models.C.>")},
 		{"intake", "delete the work queue", "$JS.API.STREAM.DELETE.BERTQ_INFER", req("$JS.API.STREAM.DELETE.BERTQ_INFER")},
 		{"intake", "purge the work queue", "$JS.API.STREAM.PURGE.BERTQ_INFER", req("$JS.API.STREAM.PURGE.BERTQ_INFER")},
 		{"intake", "read the producer's replies", "_INBOX.producer.>", sub("_INBOX.producer.>")},
@@ -186,6 +187,34 @@ func allowed(p *pipeline) []op {
 				return fmt.Errorf("delete: %v", err)
 			}
 			return nil
+		}},
+		{"intake", "watch the model bucket's names", "", func(t *testing.T, c *client) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			obs, err := c.js.ObjectStore(ctx, schemas.ModelBucket)
+			if err != nil {
+				return err
+			}
+			w, err := obs.Watch(ctx)
+			if err != nil {
+				return err
+			}
+			defer w.Stop()
+			names := map[string]bool{}
+			for {
+				select {
+				case info := <-w.Updates():
+					if info == nil {
+						if !names[model] {
+							return fmt.Errorf("the watch showed %v, not %s", names, model)
+						}
+						return nil
+					}
+					names[info.Name] = true
+				case <-ctx.Done():
+					return fmt.Errorf("the watch showed %v, then nothing: %w", names, ctx.Err())
+				}
+			}
 		}},
 		{"intake", "provision again (idempotent)", "", func(t *testing.T, c *client) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
