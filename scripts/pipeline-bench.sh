@@ -13,15 +13,16 @@
 #   cost   the tiny model at --seq 32 --batch 4: broker and worker CPU per
 #          answered request beyond the model's compute, and answered/s, this
 #          build against OLD (a git revision, built once into bin/bertq-<rev>)
-#   busy   the tiny model at --seq 32 --batch 16 (a batch of about 2 ms), one
-#          runner: the share of the window the engine was computing
+#   busy   the tiny model at --seq 32 --batch BUSY_BATCH (16: a batch of about
+#          2 ms), one runner: the share of the window the engine was computing
 #   mrpc   MRPC dev lengths, packed: answered/s end to end through NATS against
 #          `bertq bench --lengths` (the engine alone) on the same cores
 #   large  the seed's shape (synthetic:bert-large, batch 4 × 128, full-length
 #          traffic): end to end against the engine alone
 #
-#   OLD=3507142 ROUNDS=5 WINDOW=10 scripts/pipeline-bench.sh
-#   SECTIONS=mrpc MRPC_ART=.cache/large-fp32.bqa WINDOW=120 scripts/pipeline-bench.sh
+#   OLD=main SECTIONS="cost busy" ROUNDS=5 WINDOW=10 scripts/pipeline-bench.sh
+#   SECTIONS=mrpc MRPC_ROUNDS=5 MRPC_WINDOW=120 scripts/pipeline-bench.sh
+#   MODE=direct SECTIONS=cost scripts/pipeline-bench.sh   # producers publishing into JetStream
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,11 +39,13 @@ MODE=${MODE:-intake}         # intake (request/reply via bert.infer.<model>) or 
 PORT=${PORT:-}               # default: a free one (other people run this script too)
 TINY=${TINY:-testdata/models/tiny-fp32}
 LENGTHS=${LENGTHS:-testdata/mrpc-dev-lengths.json}
+BUSY_BATCH=${BUSY_BATCH:-16}  # 16 × 32 tokens: about 2 ms on a quiet 2-core Zen 3; try 8 on a busy host
 MRPC_ART=${MRPC_ART:-.cache/large-bf16.bqa}
 LARGE_ART=${LARGE_ART:-.cache/large-bf16.bqa}
 MRPC_CLIENTS=${MRPC_CLIENTS:-48}   # the seed's 48: enough to keep every batch full
 MRPC_WARM=${MRPC_WARM:-30}         # seconds: BERT-large batches take seconds on a CPU
 MRPC_WINDOW=${MRPC_WINDOW:-120}
+MRPC_ROUNDS=${MRPC_ROUNDS:-3}
 WORK=$(mktemp -d -t bertq-pbench.XXXXXX)
 # A port pair nobody listens on: a worker must never join someone else's broker.
 free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -139,8 +142,9 @@ pipeline() {
 	# The intake only asks whether the model exists; the worker serves the file.
 	echo "served from $art" >"$WORK/placeholder"
 	nats -s "$URL" object put bertq-models "$WORK/placeholder" --name bench --force --no-progress >/dev/null
-	local artflag=--model-file
-	"$bin" worker -h 2>&1 | grep -q -- '-artifact ' && artflag=--artifact
+	local artflag=--model-file help
+	help=$("$bin" worker -h 2>&1 || true) # older builds name the file flag --model-file
+	case $help in *"-artifact "*) artflag=--artifact ;; esac
 	# shellcheck disable=SC2086 # WORKER_ARGS: extra flags, split on spaces
 	"$bin" worker --nats "$URL" --model bench $artflag "$art" --parallel "$par" \
 		--metrics "127.0.0.1:${MPORT}" --cache "$WORK/cache" ${WORKER_ARGS:-} 2>"$log.worker" &
@@ -247,22 +251,23 @@ for s in $SECTIONS; do
 		compare .cache/tiny-s32-b4.bqa "$PARALLEL" cost
 		;;
 	busy)
-		compile .cache/tiny-s32-b16.bqa --input "$TINY" --precision fp32 --seq 32 --batch 16
-		echo "== busy: tiny fp32, batch 16 × seq 32, worker --parallel 1, $CLIENTS clients ($MODE); engine alone:"
-		"$BIN" bench --artifact .cache/tiny-s32-b16.bqa --parallel 1 --seconds 5 2>/dev/null | grep -E '^forward'
-		compare .cache/tiny-s32-b16.bqa 1 busy
+		art=.cache/tiny-s32-b$BUSY_BATCH.bqa
+		compile "$art" --input "$TINY" --precision fp32 --seq 32 --batch "$BUSY_BATCH"
+		echo "== busy: tiny fp32, batch $BUSY_BATCH × seq 32, worker --parallel 1, $CLIENTS clients ($MODE); engine alone:"
+		"$BIN" bench --artifact "$art" --parallel 1 --seconds 5 2>/dev/null | grep -E '^forward'
+		compare "$art" 1 busy
 		;;
 	mrpc)
 		[ -f "$MRPC_ART" ] || compile "$MRPC_ART" --input synthetic:bert-large
-		echo "== mrpc: $MRPC_ART, MRPC dev lengths, packed, worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $ROUNDS rounds"
-		WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="--lengths $LENGTHS" vs_engine "$MRPC_ART" mrpc --lengths "$LENGTHS"
+		echo "== mrpc: $MRPC_ART, MRPC dev lengths, packed, worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $MRPC_ROUNDS rounds"
+		ROUNDS=$MRPC_ROUNDS WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="--lengths $LENGTHS" vs_engine "$MRPC_ART" mrpc --lengths "$LENGTHS"
 		;;
 	large)
 		[ -f "$LARGE_ART" ] || compile "$LARGE_ART" --input synthetic:bert-large
-		echo "== large: $LARGE_ART, full-length traffic (the seed's shape), worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $ROUNDS rounds"
+		echo "== large: $LARGE_ART, full-length traffic (the seed's shape), worker --parallel $PARALLEL against the engine alone, $MRPC_CLIENTS clients, window ${MRPC_WINDOW}s, $MRPC_ROUNDS rounds"
 		# Every pair 62 + 63 WordPiece tokens: 128 with [CLS] and two [SEP], as bench's default traffic.
 		echo '{"a_tokens":[62],"b_tokens":[63]}' >"$WORK/full.json"
-		WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="" vs_engine "$LARGE_ART" large --lengths "$WORK/full.json"
+		ROUNDS=$MRPC_ROUNDS WARM=$MRPC_WARM WINDOW=$MRPC_WINDOW CLIENTS=$MRPC_CLIENTS BENCH_ARGS="" vs_engine "$LARGE_ART" large --lengths "$WORK/full.json"
 		;;
 	*)
 		echo "unknown section $s" >&2
