@@ -75,11 +75,24 @@ func (w *Worker) serve(ctx context.Context, cc jetstream.ConsumeContext, win *pu
 				continue
 			}
 			cc.Drain()
-			*draining = append(*draining, cc)
+			*draining = append(pending(*draining), cc)
 			cc = next
 			w.log.Info().Int("pull", size).Msg("pull window resized to the engine's speed")
 		}
 	}
+}
+
+// pending keeps the drained Consumes still delivering.
+func pending(ccs []jetstream.ConsumeContext) []jetstream.ConsumeContext {
+	out := ccs[:0]
+	for _, cc := range ccs {
+		select {
+		case <-cc.Closed():
+		default:
+			out = append(out, cc)
+		}
+	}
+	return out
 }
 
 // consume starts pulling from the current consumer, at most size requests

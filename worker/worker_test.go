@@ -964,3 +964,50 @@ func TestWorkerPoisonRow(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestWorkerPullResize: under a steady stream a fast engine widens the pull
+// window (a new Consume replaces the old, which drains), and every request is
+// still answered exactly once and acked.
+func TestWorkerPullResize(t *testing.T) {
+	e := newEnv(t, false)
+	f := newFake(4, 16)
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetPendingLimits(-1, -1)
+	logs := &testbuf.Buffer{}
+	startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1), worker.WithLogger(zerolog.New(logs)))
+	const n = 3000
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ { // about 2.5 s of traffic
+		m := nats.NewMsg(schemas.WorkSubject("fake"))
+		m.Data = jsonReq(fmt.Sprintf("r%d", i), "stream", "")
+		m.Header.Set(schemas.HeaderReplyTo, inbox)
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			<-js.PublishAsyncComplete()
+			time.Sleep(80 * time.Millisecond)
+		}
+	}
+	seen := map[string]int{}
+	for _, m := range collect(t, sub, n, 60*time.Second) {
+		seen[decodeReply(t, m).r.ID]++
+	}
+	e.consumerIdle(t, "fake")
+	if extra, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("a reply beyond the %d requests: %s", n, extra.Data)
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct ids answered of %d", len(seen), n)
+	}
+	if !strings.Contains(logs.String(), "pull window resized") {
+		t.Errorf("the pull window never followed the engine:\n%s", logs.String())
+	}
+}
