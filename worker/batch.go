@@ -51,7 +51,7 @@ type job struct {
 }
 
 // loop is one batch loop with its own Runner and buffers. It ends when
-// pulling has stopped and every pulled request has been answered.
+// pulling has stopped and every pulled request has been run.
 func (w *Worker) loop(r engine.Runner) {
 	b := newBatch(w.spec, w.o.padding)
 	var carry *job

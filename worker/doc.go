@@ -1,10 +1,10 @@
 // Package worker serves one compiled model from JetStream, as a pipeline of
 // three stages joined by bounded queues:
 //
-//   - pull: one Consume on the model's shared durable pull consumer keeps
-//     requests coming ahead of need (the window follows the engine's speed,
-//     see WithPrefetch); each is decoded, validated and tokenized as it
-//     arrives, and waits decoded for a loop.
+//   - pull: two fetches kept outstanding on the model's shared durable pull
+//     consumer bring requests ahead of need (the window follows the engine's
+//     speed, see WithPrefetch); a decoder decodes, validates and tokenizes
+//     each as it arrives, and it waits decoded for a loop.
 //   - batch: N loops, each with its own engine Runner pinned to a core. A
 //     loop blocks for a first request, then takes what is already waiting
 //     while it fits engine.Limits (WithLimits: sequences and tokens). Packed
@@ -23,5 +23,6 @@
 // Bad requests get an error reply with a stable schemas code and are
 // terminated, never redelivered; engine failures are retried up to the
 // consumer's MaxDeliver and then dead-lettered. Cancelling Run drains: it
-// stops pulling, and every request already pulled is answered and acked.
+// stops pulling, lets the fetches in flight end, and answers and acks every
+// request it pulled.
 package worker

@@ -103,9 +103,11 @@ func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l }
 // WithID names this worker in replies, logs and metrics (default host-pid).
 func WithID(id string) Option { return func(o *options) { o.id = id } }
 
-// WithFetchWait sets how long one pull request waits on the server before the
-// worker renews it (default 1 s, at least 1 s): idle workers ask this often,
-// and a pull lost with a failed server is replaced within about this long.
+// WithFetchWait sets how long one pull request waits on the server for
+// requests before it ends and the worker sends another (default 1 s, at
+// least 1 s): idle workers ask this often, a pull lost with a failed server
+// is replaced within about this long, and a drain waits at most this long
+// for the pulls in flight.
 func WithFetchWait(d time.Duration) Option { return func(o *options) { o.fetchWait = d } }
 
 // WithAckWait sets the shared consumer's AckWait (default 30 s); batches that

@@ -10,104 +10,87 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// pull keeps requests flowing into w.ready until ctx ends: a Consume on the
-// shared durable pulls ahead, so that a loop finishing a batch finds the next
-// one waiting instead of asking the server for it, and each request is decoded
-// and tokenized here, off the loops. How far it pulls ahead follows the
-// engine's speed (see pullWindow). On cancellation the pull is drained: what
-// the server already sent is still decoded and queued, and the loops answer
-// it. It restarts the Consume when the consumer vanishes or the connection
-// closes under it.
+// pull keeps requests flowing into w.raw until ctx ends (see feed.go): it
+// keeps two fetches (pull requests) outstanding on the shared durable, each
+// for half the pull window, so that while the loops work through what one
+// brought, the next is already on its way, and a loop finishing a batch finds
+// the next one waiting instead of asking the server for it. How far it pulls
+// ahead follows the engine's speed (see pullWindow). A fetch ends when it is
+// full or when it expires on the server (WithFetchWait); only then is its
+// subscription dropped, so no request is ever delivered to a subscription
+// that is gone. A drain therefore issues no new fetch, waits for the
+// outstanding ones to end (what they bring is still answered), then closes
+// w.raw.
 func (w *Worker) pull(ctx context.Context) {
-	var lastWarn time.Time
-	var draining []jetstream.ConsumeContext // resized away, finishing their deliveries
+	var wg sync.WaitGroup
 	defer func() {
-		for _, cc := range draining {
-			<-cc.Closed()
-		}
+		wg.Wait()
+		close(w.raw) // no fetch delivers any more
 	}()
+	const fetches = 2
+	slots := make(chan struct{}, fetches)
+	failed := make(chan error, fetches)
 	win := newPullWindow(w)
-	for ctx.Err() == nil {
-		cc, err := w.consume(win.size)
-		if err == nil {
-			if cc, err = w.serve(ctx, cc, win, &draining); err == nil {
-				cc.Drain()
-				<-cc.Closed()
-				return
-			}
-		}
-		if time.Since(lastWarn) > 5*time.Second {
-			w.log.Warn().Err(err).Msg("pulling requests failed; retrying")
-			lastWarn = time.Now()
-		}
+	resize := time.NewTicker(time.Second)
+	defer resize.Stop()
+	var lastWarn time.Time
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(500 * time.Millisecond):
+		case slots <- struct{}{}:
 		}
+		select {
+		case err := <-failed:
+			<-slots
+			w.fetchFailed(ctx, err, &lastWarn)
+			continue
+		case <-resize.C:
+			if size, ok := win.resize(); ok {
+				w.log.Info().Int("pull", size).Msg("pull window resized to the engine's speed")
+			}
+		default:
+		}
+		cons, _, _ := w.consumer()
+		batch, err := cons.Fetch(max(1, win.size/fetches), jetstream.FetchMaxWait(w.o.fetchWait))
+		if err != nil {
+			<-slots
+			w.fetchFailed(ctx, err, &lastWarn)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			for m := range batch.Messages() {
+				w.receive(m)
+			}
+			if err := batch.Error(); err != nil {
+				select {
+				case failed <- err: // the pull loop pauses before the next fetch
+				default: // one waiting is enough
+				}
+			}
+		}()
+	}
+}
+
+// fetchFailed reports a failed fetch (at most every 5 s), re-creates the
+// consumer when it is gone, and pauses before the next try.
+func (w *Worker) fetchFailed(ctx context.Context, err error, lastWarn *time.Time) {
+	if time.Since(*lastWarn) > 5*time.Second {
+		w.log.Warn().Err(err).Msg("pulling requests failed; retrying")
+		*lastWarn = time.Now()
+	}
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 		if _, err := w.ensureConsumer(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("re-creating the consumer failed")
 		}
 	}
-}
-
-// serve watches a running Consume until ctx ends (nil error: the caller
-// drains it) or the Consume stops by itself. Every second it checks the pull
-// window against the engine's speed and, when it is off by 2× or more, moves
-// to a new Consume of the right size, draining the old one.
-func (w *Worker) serve(ctx context.Context, cc jetstream.ConsumeContext, win *pullWindow, draining *[]jetstream.ConsumeContext) (jetstream.ConsumeContext, error) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return cc, nil
-		case <-cc.Closed():
-			return nil, errors.New("the pull stopped")
-		case <-t.C:
-			size, ok := win.resize()
-			if !ok {
-				continue
-			}
-			next, err := w.consume(size)
-			if err != nil {
-				w.log.Warn().Err(err).Msg("resizing the pull window failed; keeping the old one")
-				continue
-			}
-			cc.Drain()
-			*draining = append(pending(*draining), cc)
-			cc = next
-			w.log.Info().Int("pull", size).Msg("pull window resized to the engine's speed")
-		}
+	select {
+	case <-ctx.Done():
+	case <-time.After(500 * time.Millisecond):
 	}
-}
-
-// pending keeps the drained Consumes still delivering.
-func pending(ccs []jetstream.ConsumeContext) []jetstream.ConsumeContext {
-	out := ccs[:0]
-	for _, cc := range ccs {
-		select {
-		case <-cc.Closed():
-		default:
-			out = append(out, cc)
-		}
-	}
-	return out
-}
-
-// consume starts pulling from the current consumer, at most size requests
-// on their way at a time; a new pull request goes out when half of the last
-// one has arrived.
-func (w *Worker) consume(size int) (jetstream.ConsumeContext, error) {
-	cons, _, _ := w.consumer()
-	return cons.Consume(w.receive,
-		jetstream.PullMaxMessages(size),
-		jetstream.PullExpiry(w.o.fetchWait),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				w.log.Debug().Err(err).Msg("pull")
-			}
-		}))
 }
 
 // pullLead is how much of the engine's work a worker keeps on its way from
@@ -119,7 +102,7 @@ const pullLead = 50 * time.Millisecond
 // maxPull bounds the pull window whatever the engine's speed.
 const maxPull = 1024
 
-// pullWindow sizes the Consume: WithPrefetch fixes it; by default it starts
+// pullWindow sizes the fetches: WithPrefetch fixes it; by default it starts
 // at one batch per loop and follows the engine's measured capacity (requests
 // per second of compute, across the loops) × pullLead.
 type pullWindow struct {
@@ -162,81 +145,47 @@ func (p *pullWindow) resize() (int, bool) {
 	return want, true
 }
 
-// receive is the Consume handler: it decodes one request and queues it for
-// the loops, or answers it at once when it cannot be run. It blocks while the
-// loops are a full prefetch behind, which holds back the next pull.
-func (w *Worker) receive(m jetstream.Msg) {
-	j, e := w.decode(m, time.Now())
-	if e != nil {
-		w.reject(j, e)
-		return
-	}
-	w.leases.hold(j)
-	w.ready <- j
-}
-
-// next blocks for the next request; ok is false once pulling has stopped and
-// every pulled request has been taken.
-func (w *Worker) next() (j *job, ok bool) {
-	select {
-	case j = <-w.ready:
-		return j, true
-	case <-w.pulled:
-		// Pulling stopped: what is left in ready was pulled before.
-		select {
-		case j = <-w.ready:
-			return j, true
-		default:
-			return nil, false
-		}
-	}
-}
-
-// waiting returns a request already queued, without waiting for one.
-func (w *Worker) waiting() (*job, bool) {
-	select {
-	case j := <-w.ready:
-		return j, true
-	default:
-		return nil, false
-	}
-}
-
-// leases are the requests this worker holds unacked: prefetched, in a batch,
-// or being answered. JetStream redelivers a request whose AckWait passes
-// without word, so every held request is renewed (InProgress) while it waits,
-// however long the engine takes.
+// leases are the requests this worker holds unacked: fetched, waiting, in a
+// batch, or being answered. JetStream redelivers a request whose AckWait
+// passes without word, so every held request is renewed (InProgress) while
+// it waits, however long the engine takes.
 type leases struct {
 	mu   sync.Mutex
-	held map[*job]time.Time // when each was pulled or last renewed
+	held map[jetstream.Msg]time.Time // when each was fetched or last renewed
 }
 
-func (l *leases) hold(j *job) {
+func (l *leases) hold(m jetstream.Msg) {
 	l.mu.Lock()
 	if l.held == nil {
-		l.held = map[*job]time.Time{}
+		l.held = map[jetstream.Msg]time.Time{}
 	}
-	l.held[j] = time.Now()
+	l.held[m] = time.Now()
+	l.mu.Unlock()
+}
+
+func (l *leases) drop(m jetstream.Msg) {
+	l.mu.Lock()
+	delete(l.held, m)
 	l.mu.Unlock()
 }
 
 func (l *leases) release(jobs ...*job) {
 	l.mu.Lock()
 	for _, j := range jobs {
-		delete(l.held, j)
+		delete(l.held, j.msg)
 	}
 	l.mu.Unlock()
 }
 
 // stale returns the requests held longer than d, marked renewed now.
-func (l *leases) stale(d time.Duration, now time.Time) []*job {
+func (l *leases) stale(d time.Duration, now time.Time) []jetstream.Msg {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []*job
-	for j, t := range l.held {
+	var out []jetstream.Msg
+	for m, t := range l.held {
 		if now.Sub(t) >= d {
-			out = append(out, j)
-			l.held[j] = now
+			out = append(out, m)
+			l.held[m] = now
 		}
 	}
 	return out
@@ -255,8 +204,8 @@ func (w *Worker) renewLeases(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, j := range w.leases.stale(every, now) {
-				j.msg.InProgress()
+			for _, m := range w.leases.stale(every, now) {
+				m.InProgress()
 			}
 		}
 	}

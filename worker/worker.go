@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,11 +41,12 @@ type Worker struct {
 	maxDeliver int
 	ackWait    time.Duration
 
-	limits engine.Limits
-	ready  chan *job      // decoded requests, prefetched ahead of the loops
-	pulled chan struct{}  // closed when pulling has stopped: ready gets no more
-	done   chan *answered // computed batches on their way to the replier
-	leases leases
+	limits    engine.Limits
+	raw       chan jetstream.Msg // pulled, not yet decoded; closed when pulling has stopped
+	ready     chan *job          // decoded, for the loops; closed after raw is done
+	undecoded atomic.Int64       // messages queued in raw or being decoded
+	done      chan *answered     // computed batches on their way to the replier
+	leases    leases
 
 	m       metrics
 	started time.Time
@@ -289,8 +291,10 @@ func (w *Worker) consumer() (jetstream.Consumer, int, time.Duration) {
 	return w.cons, w.maxDeliver, w.ackWait
 }
 
-// Run serves until ctx is cancelled, then drains: it stops pulling, answers
-// and acks every request it had pulled (the prefetch is bounded), and returns.
+// Run serves until ctx is cancelled, then drains: it stops pulling, lets the
+// fetches in flight end (at most the fetch wait), answers and acks every
+// request it pulled, and returns. What it holds is bounded: the pull window
+// (see WithPrefetch), a batch waiting for each loop, and the batches in hand.
 func (w *Worker) Run(ctx context.Context) error {
 	if _, err := w.ensureConsumer(ctx); err != nil {
 		return err
@@ -324,15 +328,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	leasesDone := make(chan struct{})
 	go func() { defer close(leasesDone); w.renewLeases(statsCtx) }()
 
-	// The pipeline: the puller decodes requests into ready, the loops batch
-	// and run them, the replier answers and acks; each stage ends after the
-	// one before it, so that a drain answers everything pulled.
-	w.ready = make(chan *job, w.o.parallel*w.limits.Seqs) // a batch ready for every loop
-	w.pulled = make(chan struct{})
+	// The pipeline: the pull queues requests in raw, the decoder decodes them
+	// into ready, the loops batch and run them, the replier answers and acks;
+	// each stage ends after the one before it, so that a drain answers
+	// everything pulled.
+	// A batch waiting decoded for every loop; one more being decoded.
+	w.raw, w.ready = make(chan jetstream.Msg, w.limits.Seqs), make(chan *job, w.o.parallel*w.limits.Seqs)
 	w.done = make(chan *answered, 2*len(runners))
 	replied := make(chan struct{})
 	go func() { defer close(replied); w.replier() }()
-	go func() { defer close(w.pulled); w.pull(ctx) }()
+	go w.decoder()
+	go w.pull(ctx)
 	var wg sync.WaitGroup
 	for _, r := range runners {
 		wg.Add(1)
