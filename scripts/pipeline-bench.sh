@@ -141,7 +141,12 @@ pipeline() {
 	done
 	# The intake only asks whether the model exists; the worker serves the file.
 	echo "served from $art" >"$WORK/placeholder"
-	nats -s "$URL" object put bertq-models "$WORK/placeholder" --name bench --force --no-progress >/dev/null
+	local try
+	for try in $(seq 10); do
+		nats -s "$URL" object put bertq-models "$WORK/placeholder" --name bench --force --no-progress >/dev/null 2>"$WORK/put.err" && break
+		[ "$try" = 10 ] && { cat "$WORK/put.err" >&2; exit 1; }
+		sleep 0.5
+	done
 	local artflag=--model-file help
 	help=$("$bin" worker -h 2>&1 || true) # older builds name the file flag --model-file
 	case $help in *"-artifact "*) artflag=--artifact ;; esac

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"runtime"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -57,15 +56,18 @@ func (w *Worker) next() (j *job, ok bool) {
 		case m, open := <-raw:
 			if !open {
 				raw = nil // the decoder closes ready once it is done
-				continue
-			}
-			j = w.admit(m)
-			w.undecoded.Add(-1)
-			if j != nil {
+			} else if j = w.steal(m); j != nil {
 				return j, true
 			}
 		}
 	}
+}
+
+// steal decodes a message the decoder has not reached yet, on the loop.
+func (w *Worker) steal(m jetstream.Msg) *job {
+	j := w.admit(m)
+	w.undecoded.Add(-1)
+	return j
 }
 
 // stragglerWait bounds how long a loop waits for the decoder to finish the
@@ -76,32 +78,41 @@ const stragglerWait = 200 * time.Microsecond
 // decoded, or decoded here, or the one the decoder is finishing.
 func (w *Worker) waiting() (*job, bool) {
 	raw := w.raw
-	var giveUp time.Time
+	var straggler <-chan time.Time
 	for {
+		if straggler == nil {
+			select {
+			case j, ok := <-w.ready:
+				return j, ok
+			case m, open := <-raw:
+				if !open {
+					raw = nil
+				} else if j := w.steal(m); j != nil {
+					return j, true
+				}
+				continue
+			default:
+			}
+			if w.undecoded.Load() <= 0 {
+				return nil, false // nothing pulled is on its way to ready
+			}
+			t := time.NewTimer(stragglerWait)
+			defer t.Stop()
+			straggler = t.C
+		}
+		// The decoder is finishing one: park until it hands it over (or
+		// drops it, a bad request), rather than spin for a busy CPU.
 		select {
 		case j, ok := <-w.ready:
 			return j, ok
 		case m, open := <-raw:
 			if !open {
 				raw = nil
-				continue
-			}
-			j := w.admit(m)
-			w.undecoded.Add(-1)
-			if j != nil {
+			} else if j := w.steal(m); j != nil {
 				return j, true
 			}
-			continue
-		default:
-		}
-		if w.undecoded.Load() <= 0 {
+		case <-straggler:
 			return nil, false
 		}
-		if giveUp.IsZero() {
-			giveUp = time.Now().Add(stragglerWait)
-		} else if time.Now().After(giveUp) {
-			return nil, false
-		}
-		runtime.Gosched()
 	}
 }
