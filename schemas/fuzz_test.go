@@ -340,3 +340,36 @@ func TestValidReplySubject(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFastPaths: the one-pass decodes of the common case (EnsureID's jsonID,
+// DecodeInferRequest's struct decode of plain JSON) agree with the full
+// decodes on every input: same result, same error code.
+func FuzzFastPaths(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s)
+	}
+	for _, s := range []string{
+		`{"a":"\xff","A":"ok","id":"x"}`, `{"A":"\xff","id":"y"}`, `{"id":"a","id":"b"}`, `{"id":"a","ID":"b"}`,
+		`{"i\u0064":"esc"}`, `{"id":"\ud83d\ude00"}`, `{"id":""}`, `{"id":null}`, ` {"x":[1,{"id":"no"}],"id":"yes"} `,
+		`{"a":"x"}]`, `{"id":"\u00e9t\u00e9","a":"\"quoted\""}`, `{"input_ids":[1,2.0,3e0],"id":"n"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		gen := func() string { return "NEWID" }
+		id, out, e := EnsureID(JSON, data, gen)
+		fid, fout, fe := ensureIDFull(JSON, data, gen)
+		if id != fid || !bytes.Equal(out, fout) || (e == nil) != (fe == nil) || (e != nil && e.Code != fe.Code) {
+			t.Fatalf("EnsureID %q %.80q %v; the full decode %q %.80q %v", id, out, e, fid, fout, fe)
+		}
+		var req, full InferRequest
+		e = DecodeInferRequest(JSON, data, &req)
+		fe = decodeInferRequestFull(JSON, data, &full)
+		if (e == nil) != (fe == nil) || (e != nil && e.Code != fe.Code) {
+			t.Fatalf("DecodeInferRequest %v; the full decode %v", e, fe)
+		}
+		if e == nil && !reflect.DeepEqual(req, full) {
+			t.Fatalf("DecodeInferRequest %+v; the full decode %+v", req, full)
+		}
+	})
+}

@@ -37,8 +37,11 @@ type InferReply struct {
 	QueueMS       float64   `json:"queue_ms" msgpack:"queue_ms"`
 	ComputeMS     float64   `json:"compute_ms" msgpack:"compute_ms"`
 	// BatchSize is how many real requests shared the batch (padding excluded).
-	BatchSize int    `json:"batch_size,omitempty" msgpack:"batch_size,omitempty"`
-	Worker    string `json:"worker,omitempty" msgpack:"worker,omitempty"`
+	BatchSize int `json:"batch_size,omitempty" msgpack:"batch_size,omitempty"`
+	// BatchTokens is how many real tokens those requests had (padding
+	// excluded): what the engine computed when the batch ran packed.
+	BatchTokens int    `json:"batch_tokens,omitempty" msgpack:"batch_tokens,omitempty"`
+	Worker      string `json:"worker,omitempty" msgpack:"worker,omitempty"`
 	// Synthetic warns that the model's weights are generated: predictions are meaningless.
 	Synthetic bool   `json:"synthetic,omitempty" msgpack:"synthetic,omitempty"`
 	Error     *Error `json:"error,omitempty" msgpack:"error,omitempty"`

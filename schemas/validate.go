@@ -118,6 +118,19 @@ func (f *rawFields) stringField(key string) (string, *Error) {
 // re-encoded payload; otherwise out is data itself, byte for byte, so that
 // fields this version does not know survive the trip through the queue.
 func EnsureID(e Encoding, data []byte, newID func() string) (id string, out []byte, err *Error) {
+	if e == JSON {
+		if id, ok := jsonID(data); ok {
+			if err := checkID(id); err != nil {
+				return "", nil, err
+			}
+			return id, data, nil
+		}
+	}
+	return ensureIDFull(e, data, newID)
+}
+
+// ensureIDFull is EnsureID by a full decode: every case, every error.
+func ensureIDFull(e Encoding, data []byte, newID func() string) (id string, out []byte, err *Error) {
 	f, err := decodeFields(e, data)
 	if err != nil {
 		return "", nil, err
@@ -172,6 +185,22 @@ func PeekID(e Encoding, data []byte) string {
 // (CodeBadRequest) and text that is not UTF-8 (CodeInvalidUTF8). It does not
 // check the request against a model: see Validate.
 func DecodeInferRequest(e Encoding, data []byte, req *InferRequest) *Error {
+	// The common case in one pass: JSON whose strings cannot decode lossily
+	// decodes into the struct exactly as below, where the checks before and
+	// after the struct decode find nothing (an id array value beyond 32 bits
+	// fails the struct decode itself). Anything else takes the full path,
+	// which also words the errors.
+	if e == JSON && plainJSON(data) {
+		if Unmarshal(JSON, data, req) == nil {
+			return nil
+		}
+		*req = InferRequest{}
+	}
+	return decodeInferRequestFull(e, data, req)
+}
+
+// decodeInferRequestFull is DecodeInferRequest by a full decode.
+func decodeInferRequestFull(e Encoding, data []byte, req *InferRequest) *Error {
 	f, derr := decodeFields(e, data)
 	if derr != nil {
 		return derr

@@ -76,6 +76,9 @@ type Tokenizer struct {
 	specials           []special // never-split tokens present in the vocabulary
 
 	scratch sync.Pool // *scratch
+
+	wordsOnce sync.Once
+	words     []int32 // whole-word tokens (see Words), found on first use
 }
 
 type special struct {

@@ -3,73 +3,138 @@ package worker
 import (
 	"context"
 	"fmt"
-	"math"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/schemas"
 )
 
-// batch is one loop's reusable static input and output.
+// batch is one loop's reusable engine input: the static shape's buffers
+// (PadStatic) or the packed ones (PadNone), and the logits.
 type batch struct {
-	in     engine.Input
+	static engine.Input
+	packed struct{ ids, types, mask, lens []int32 }
 	logits []float32
 }
 
-func newBatch(s engine.Spec) *batch {
+func newBatch(s engine.Spec, pad Pad) *batch {
 	n := s.Batch * s.Seq
-	return &batch{
-		in: engine.Input{
-			InputIDs:      make([]int32, n),
-			TokenTypeIDs:  make([]int32, n),
-			AttentionMask: make([]int32, n),
-		},
-		logits: make([]float32, s.Batch*s.Labels),
+	b := &batch{logits: make([]float32, s.Batch*s.Labels)}
+	if pad == PadStatic {
+		b.static = engine.Input{InputIDs: make([]int32, n), TokenTypeIDs: make([]int32, n), AttentionMask: make([]int32, n)}
+	} else {
+		b.packed.ids, b.packed.types = make([]int32, 0, n), make([]int32, 0, n)
+		b.packed.mask, b.packed.lens = make([]int32, 0, n), make([]int32, 0, s.Batch)
 	}
+	return b
 }
 
 // job is one valid request on its way through a batch.
 type job struct {
-	msg   jetstream.Msg
-	reply string
-	enc   schemas.Encoding
-	id    string
-	queue time.Duration
-	row   struct{ ids, types, mask []int32 }
+	msg      jetstream.Msg
+	reply    string
+	enc      schemas.Encoding
+	id       string
+	enqueued time.Time // zero: unknown
+	deadline time.Time // zero: none
+	row      struct{ ids, types, mask []int32 }
+	// n is how many rows of row the engine gets packed: up to the last
+	// attended token, or all of them when the mask has holes before it.
+	n int
+	// real counts the attended tokens.
+	real  int
+	holes bool
 }
 
-// process validates msgs, runs the valid ones as one batch and answers all.
-func (w *Worker) process(r engine.Runner, b *batch, msgs []jetstream.Msg) {
-	fetched := time.Now()
-	jobs := make([]*job, 0, len(msgs))
-	for _, m := range msgs {
-		j, e := w.decode(m, fetched)
-		if e != nil {
-			w.reject(j, e)
+// loop is one batch loop with its own Runner and buffers. It ends when
+// pulling has stopped and every pulled request has been run.
+func (w *Worker) loop(r engine.Runner) {
+	b := newBatch(w.spec, w.o.padding)
+	var carry *job
+	for {
+		jobs, next, ok := w.gather(carry)
+		if !ok {
+			return
+		}
+		carry = next
+		w.process(r, b, jobs)
+	}
+}
+
+// gather blocks for a first request (the one carried over from the last
+// batch, else the next pulled), then tops the batch up with requests already
+// waiting, without waiting for more, while they fit the limits. A request
+// that does not fit comes back as next, to open the following batch. Requests
+// whose deadline passed meanwhile are answered so, without running. ok is
+// false when nothing is left to run.
+func (w *Worker) gather(carry *job) (jobs []*job, next *job, ok bool) {
+	tokens := 0
+	for len(jobs) == 0 {
+		j := carry
+		carry = nil
+		if j == nil {
+			if j, ok = w.next(); !ok {
+				return nil, nil, false
+			}
+		}
+		if !w.expired(j) {
+			jobs, tokens = append(jobs, j), w.rows(j)
+		}
+	}
+	for len(jobs) < w.limits.Seqs {
+		j, ok := w.waiting()
+		if !ok {
+			break
+		}
+		if w.expired(j) {
 			continue
 		}
-		jobs = append(jobs, j)
+		if w.o.padding == PadNone && !w.limits.Admits(len(jobs), tokens, j.n) {
+			return jobs, j, true
+		}
+		jobs, tokens = append(jobs, j), tokens+w.rows(j)
 	}
-	if len(jobs) == 0 {
-		return
+	return jobs, nil, true
+}
+
+// rows is how many token rows a request costs the engine.
+func (w *Worker) rows(j *job) int {
+	if w.o.padding == PadStatic {
+		return w.spec.Seq
 	}
-	_, maxDeliver, ackWait := w.consumer()
-	stop := w.keepAlive(jobs, ackWait)
+	return j.n
+}
+
+// expired answers a request whose deadline passed while it waited for a
+// batch, and reports so.
+func (w *Worker) expired(j *job) bool {
+	if j.deadline.IsZero() || time.Now().Before(j.deadline) {
+		return false
+	}
+	w.leases.release(j)
+	w.reject(j, schemas.Errorf(schemas.CodeDeadline, "the deadline %s passed before the request could be run", j.deadline.UTC().Format(time.RFC3339Nano)))
+	return true
+}
+
+// process runs one batch; the replier answers it. Requests the engine
+// cannot run are retried or dead-lettered (failBatch).
+func (w *Worker) process(r engine.Runner, b *batch, jobs []*job) {
+	_, maxDeliver, _ := w.consumer()
 	failed, cause := w.compute(r, b, jobs)
-	stop()
 	if len(failed) > 0 {
 		w.failBatch(failed, cause, maxDeliver)
+		w.leases.release(failed...) // settled, or left for JetStream to redeliver
 	}
 }
 
-// compute runs jobs as one batch and answers them. When the batch fails and
-// holds more than one request, each runs again alone, so that one input the
-// engine cannot run (a poison row) fails only itself and its batch-mates are
-// answered. It returns the requests that failed and the last cause.
+// compute runs jobs as one batch. When the batch fails and holds more than
+// one request, each runs again alone, so that one input the engine cannot
+// run (a poison row) fails only itself and its batch-mates are answered. It
+// returns the requests that failed and the last cause.
 func (w *Worker) compute(r engine.Runner, b *batch, jobs []*job) (failed []*job, cause error) {
 	cause = w.runBatch(r, b, jobs)
 	if cause == nil {
@@ -87,21 +152,29 @@ func (w *Worker) compute(r engine.Runner, b *batch, jobs []*job) (failed []*job,
 	return failed, cause
 }
 
-// runBatch fills the static batch with jobs (padding the rest), runs it and
-// answers every job; on an engine failure it answers none.
+// runBatch lays jobs out (packed, or static with dummy rows), runs them and
+// hands the results to the replier; on an engine failure it hands none.
 func (w *Worker) runBatch(r engine.Runner, b *batch, jobs []*job) error {
-	w.fill(b, jobs)
+	in, rows := w.fill(b, jobs)
 	start := time.Now()
-	err := runSafe(r, b.in, b.logits)
+	err := runSafe(r, in, b.logits)
 	compute := time.Since(start)
 	if err != nil {
 		w.m.failedBatch()
 		return err
 	}
-	w.m.batch(len(jobs), w.spec.Batch-len(jobs), compute)
-	L := w.spec.Labels
-	for i, j := range jobs {
-		w.answer(j, b.logits[i*L:(i+1)*L], compute, len(jobs))
+	real := 0
+	for _, j := range jobs {
+		real += j.real
+	}
+	padded := 0
+	if w.o.padding == PadStatic {
+		padded = w.spec.Batch - len(jobs)
+	}
+	w.m.batch(len(jobs), padded, real, rows, compute)
+	w.done <- &answered{
+		jobs: jobs, logits: slices.Clone(b.logits[:len(jobs)*w.spec.Labels]),
+		start: start, compute: compute, tokens: real,
 	}
 	return nil
 }
@@ -142,53 +215,103 @@ func (w *Worker) decode(m jetstream.Msg, now time.Time) (j *job, e *schemas.Erro
 	if e := req.Validate(w.shape, now); e != nil {
 		return j, e
 	}
-	j.queue = queueTime(m, now)
+	j.enqueued, j.deadline = enqueuedAt(m), req.Deadline
 	S := w.spec.Seq
-	if req.Tokenized() {
-		j.row.ids = req.InputIDs
-		j.row.types = req.TokenTypeIDs
+	if !req.Tokenized() {
+		enc, err := w.info.Tokenizer.EncodePair(req.A, req.B, S)
+		if err != nil {
+			return j, schemas.Errorf(schemas.CodeInternal, "tokenizing: %v", err)
+		}
+		j.row.ids, j.row.types, j.row.mask = enc.InputIDs, enc.TokenTypeIDs, enc.AttentionMask
+	} else {
+		j.row.ids, j.row.types, j.row.mask = req.InputIDs, req.TokenTypeIDs, req.AttentionMask
 		if j.row.types == nil {
 			j.row.types = make([]int32, S)
 		}
-		j.row.mask = req.AttentionMask
 		if j.row.mask == nil {
 			j.row.mask = make([]int32, S)
 			for i := range j.row.mask {
 				j.row.mask[i] = 1
 			}
 		}
-		return j, nil
 	}
-	enc, err := w.info.Tokenizer.EncodePair(req.A, req.B, S)
-	if err != nil {
-		return j, schemas.Errorf(schemas.CodeInternal, "tokenizing: %v", err)
-	}
-	j.row.ids, j.row.types, j.row.mask = enc.InputIDs, enc.TokenTypeIDs, enc.AttentionMask
+	j.measure()
 	return j, nil
 }
 
-// queueTime is how long the request waited: from the intake's Bertq-Enqueued
-// stamp, else from when the stream stored it.
-func queueTime(m jetstream.Msg, now time.Time) time.Duration {
+// measure finds a row's real length: trailing unattended tokens are padding
+// and are dropped when packed; a row with holes before its last attended
+// token keeps all its rows and its mask.
+func (j *job) measure() {
+	last := -1
+	for i, m := range j.row.mask {
+		if m != 0 {
+			last = i
+			j.real++
+		}
+	}
+	j.n = last + 1
+	if j.real != j.n {
+		j.holes, j.n = true, len(j.row.ids)
+	}
+}
+
+// enqueuedAt is when the request was queued: the intake's Bertq-Enqueued
+// stamp, else when the stream stored it; zero when neither can be read.
+func enqueuedAt(m jetstream.Msg) time.Time {
 	if s := m.Headers().Get(schemas.HeaderEnqueued); s != "" {
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			return max(0, now.Sub(t))
+			return t
 		}
 	}
 	if md, err := m.Metadata(); err == nil {
-		return max(0, now.Sub(md.Timestamp))
+		return md.Timestamp
 	}
-	return 0
+	return time.Time{}
 }
 
-// fill copies the jobs' rows into the static batch and pads the remaining
-// slots with dummy rows ([CLS] [SEP], attended) that nobody will read.
-func (w *Worker) fill(b *batch, jobs []*job) {
+// fill lays the jobs out for the engine and returns the token rows it will
+// compute.
+func (w *Worker) fill(b *batch, jobs []*job) (engine.Input, int) {
+	if w.o.padding == PadStatic {
+		w.fillStatic(b, jobs)
+		return b.static, w.spec.Batch * w.spec.Seq
+	}
+	in := b.pack(jobs)
+	return in, len(in.InputIDs)
+}
+
+// pack lays the jobs' real rows back to back (engine.Input with Lengths).
+// The batch carries a mask only when some row has holes in its own.
+func (b *batch) pack(jobs []*job) engine.Input {
+	p := &b.packed
+	p.ids, p.types, p.mask, p.lens = p.ids[:0], p.types[:0], p.mask[:0], p.lens[:0]
+	holes := false
+	for _, j := range jobs {
+		p.ids = append(p.ids, j.row.ids[:j.n]...)
+		p.types = append(p.types, j.row.types[:j.n]...)
+		p.lens = append(p.lens, int32(j.n))
+		holes = holes || j.holes
+	}
+	in := engine.Input{InputIDs: p.ids, TokenTypeIDs: p.types, Lengths: p.lens}
+	if holes {
+		for _, j := range jobs {
+			p.mask = append(p.mask, j.row.mask[:j.n]...)
+		}
+		in.AttentionMask = p.mask
+	}
+	return in
+}
+
+// fillStatic copies the jobs' rows into the static batch and pads the
+// remaining slots with dummy rows ([CLS] [SEP], attended) that nobody will
+// read: the seed's layout.
+func (w *Worker) fillStatic(b *batch, jobs []*job) {
 	S := w.spec.Seq
 	for slot := 0; slot < w.spec.Batch; slot++ {
-		ids := b.in.InputIDs[slot*S : (slot+1)*S]
-		types := b.in.TokenTypeIDs[slot*S : (slot+1)*S]
-		mask := b.in.AttentionMask[slot*S : (slot+1)*S]
+		ids := b.static.InputIDs[slot*S : (slot+1)*S]
+		types := b.static.TokenTypeIDs[slot*S : (slot+1)*S]
+		mask := b.static.AttentionMask[slot*S : (slot+1)*S]
 		if slot < len(jobs) {
 			j := jobs[slot]
 			copy(ids, j.row.ids)
@@ -213,53 +336,6 @@ func runSafe(r engine.Runner, in engine.Input, logits []float32) (err error) {
 		}
 	}()
 	return r.Run(in, logits)
-}
-
-// keepAlive tells JetStream the batch is still being worked on every third of
-// the AckWait, so a slow engine does not cause redeliveries.
-func (w *Worker) keepAlive(jobs []*job, ackWait time.Duration) (stop func()) {
-	if ackWait <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, j := range jobs {
-					j.msg.InProgress()
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
-// answer replies to one computed request and acks it.
-func (w *Worker) answer(j *job, logits []float32, compute time.Duration, real int) {
-	for _, v := range logits {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			w.reject(j, schemas.Errorf(schemas.CodeInternal, "the model produced non-finite logits for this input"))
-			return
-		}
-	}
-	idx := schemas.Argmax(logits)
-	rep := schemas.InferReply{
-		V: schemas.Version, ID: j.id, Model: w.info.Name,
-		Label: w.label(idx), LabelIndex: idx, Message: w.message(idx),
-		Probabilities: schemas.Softmax(logits), Logits: append([]float32(nil), logits...),
-		QueueMS: ms(j.queue), ComputeMS: ms(compute), BatchSize: real,
-		Worker: w.o.id, Synthetic: w.info.Synthetic,
-	}
-	w.send(j, &rep, nil)
-	w.m.request(codeOK, j.queue)
-	w.ack(j)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -331,35 +407,4 @@ func (w *Worker) deadLetter(j *job, cause error) error {
 	}
 	w.m.dead()
 	return nil
-}
-
-// send publishes a reply in the request's encoding to its inbox, if it gave one.
-func (w *Worker) send(j *job, rep *schemas.InferReply, e *schemas.Error) {
-	if j.reply == "" {
-		return
-	}
-	body, err := schemas.Marshal(j.enc, rep)
-	if err != nil {
-		e = schemas.Errorf(schemas.CodeInternal, "encoding the reply: %v", err)
-		body, _ = schemas.Marshal(j.enc, &schemas.InferReply{V: schemas.Version, ID: j.id, Model: w.info.Name, Error: e})
-	}
-	h := nats.Header{}
-	h.Set(schemas.HeaderContentType, j.enc.ContentType())
-	if e != nil {
-		h.Set(schemas.HeaderErrorCode, e.Code)
-		h.Set(micro.ErrorHeader, schemas.HeaderValue(e.Message))
-		h.Set(micro.ErrorCodeHeader, e.Code)
-	}
-	if err := w.nc.PublishMsg(&nats.Msg{Subject: j.reply, Data: body, Header: h}); err != nil {
-		w.log.Warn().Err(err).Str("id", schemas.Clip(j.id, 64)).Msg("reply failed")
-	}
-}
-
-// ack confirms a request after its reply went out (at-least-once).
-func (w *Worker) ack(j *job) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := j.msg.DoubleAck(ctx); err != nil {
-		w.log.Warn().Err(err).Str("id", schemas.Clip(j.id, 64)).Msg("ack failed; the request may be answered twice")
-	}
 }

@@ -97,7 +97,7 @@ type fakeModel struct {
 	poison int32
 
 	mu      sync.Mutex
-	batches []int // real (non-dummy) rows per Run
+	batches []fakeBatch
 	failN   atomic.Int64
 	panicN  atomic.Int64
 	calls   atomic.Int64
@@ -115,10 +115,27 @@ func (f *fakeModel) Backend() string                      { return "fake" }
 func (f *fakeModel) Close() error                         { return nil }
 func (f *fakeModel) NewRunner(int) (engine.Runner, error) { return &fakeRunner{f}, nil }
 
-func (f *fakeModel) realBatches() []int {
+// fakeBatch is what one Run was given.
+type fakeBatch struct {
+	real, dummy int  // sequences: requests, and dummy rows ([CLS] [SEP] only)
+	packed      bool // engine.Input.Lengths was set
+	rows        int  // token rows
+	masked      bool // an AttentionMask came with it
+}
+
+func (f *fakeModel) log() []fakeBatch {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]int(nil), f.batches...)
+	return append([]fakeBatch(nil), f.batches...)
+}
+
+// realBatches is the number of requests in each batch run.
+func (f *fakeModel) realBatches() []int {
+	var out []int
+	for _, b := range f.log() {
+		out = append(out, b.real)
+	}
+	return out
 }
 
 type fakeRunner struct{ f *fakeModel }
@@ -150,26 +167,39 @@ func (r *fakeRunner) Run(in engine.Input, logits []float32) error {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
-	S := f.spec.Seq
-	real := 0
-	for b := 0; b < f.spec.Batch; b++ {
-		ids, types, mask := in.InputIDs[b*S:(b+1)*S], in.TokenTypeIDs[b*S:(b+1)*S], in.AttentionMask[b*S:(b+1)*S]
-		l0, l1 := fakeLogits(ids, types, mask)
-		logits[b*2], logits[b*2+1] = l0, l1
-		n := 0
+	fb := fakeBatch{packed: in.Lengths != nil, rows: len(in.InputIDs), masked: in.AttentionMask != nil}
+	start := 0
+	for b := 0; b < in.Seqs(f.spec); b++ {
+		n := in.Len(f.spec, b)
+		ids, types := in.InputIDs[start:start+n], in.TokenTypeIDs[start:start+n]
+		mask := in.AttentionMask
+		if mask == nil {
+			mask = make([]int32, len(in.InputIDs))
+			for i := range mask {
+				mask[i] = 1
+			}
+		}
+		mask = mask[start : start+n]
+		logits[b*2], logits[b*2+1] = fakeLogits(ids, types, mask)
+		attended := 0
 		for _, m := range mask {
-			n += int(m)
+			attended += int(m)
 		}
-		if !(n == 2 && ids[0] == f.cls && ids[1] == f.sep) {
-			real++
+		if attended == 2 && ids[0] == f.cls && ids[1] == f.sep {
+			fb.dummy++
+		} else {
+			fb.real++
 		}
+		start += n
 	}
 	f.mu.Lock()
-	f.batches = append(f.batches, real)
+	f.batches = append(f.batches, fb)
 	f.mu.Unlock()
 	return nil
 }
 
+// fakeLogits is a function of one sequence's rows, the same whether they
+// come padded (static) or trimmed (packed): padding rows weigh nothing.
 func fakeLogits(ids, types, mask []int32) (float32, float32) {
 	var s, n, t int64
 	for i := range ids {

@@ -38,6 +38,13 @@ func (h *histogram) observe(v float64) {
 	h.n++
 }
 
+// total is the sum of the observed values.
+func (h *histogram) total() float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sum
+}
+
 func (h *histogram) write(w io.Writer, name, help, labels string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -62,6 +69,8 @@ type metrics struct {
 	batches    atomic.Uint64 // batches run successfully
 	realSlots  atomic.Uint64 // real requests in those batches
 	padded     atomic.Uint64 // dummy slots in those batches
+	tokens     atomic.Uint64 // real (attended) tokens in those batches
+	rows       atomic.Uint64 // token rows the engine computed for them, padding included
 	failed     atomic.Uint64 // batches the engine failed
 	retries    atomic.Uint64
 	deadLetter atomic.Uint64
@@ -88,10 +97,12 @@ func (m *metrics) request(code string, queue time.Duration) {
 	}
 }
 
-func (m *metrics) batch(real, padded int, compute time.Duration) {
+func (m *metrics) batch(real, padded, tokens, rows int, compute time.Duration) {
 	m.batches.Add(1)
 	m.realSlots.Add(uint64(real))
 	m.padded.Add(uint64(padded))
+	m.tokens.Add(uint64(tokens))
+	m.rows.Add(uint64(rows))
 	m.compute.observe(ms(compute))
 }
 
@@ -111,21 +122,30 @@ func (m *metrics) codes() map[string]uint64 {
 
 // Stats is a snapshot of a worker's counters, served by its micro service.
 type Stats struct {
-	Worker    string `json:"worker"`
-	Model     string `json:"model"`
-	Backend   string `json:"backend"`
-	Parallel  int    `json:"parallel"`
-	Batch     int    `json:"batch"`
-	Seq       int    `json:"seq"`
+	Worker   string `json:"worker"`
+	Model    string `json:"model"`
+	Backend  string `json:"backend"`
+	Parallel int    `json:"parallel"`
+	Batch    int    `json:"batch"`
+	Seq      int    `json:"seq"`
+	// Pad is the batch layout (none: packed; static); MaxBatch and
+	// MaxTokens bound each batch.
+	Pad       string `json:"pad"`
+	MaxBatch  int    `json:"max_batch"`
+	MaxTokens int    `json:"max_tokens"`
 	Synthetic bool   `json:"synthetic,omitempty"`
 	// Answered counts requests answered with a prediction.
 	Answered uint64 `json:"answered"`
 	// Errors counts requests answered with an error, by code.
 	Errors map[string]uint64 `json:"errors,omitempty"`
 	// Batches ran; RealSlots of their slots held requests, PaddedSlots dummies.
-	Batches      uint64  `json:"batches"`
-	RealSlots    uint64  `json:"real_slots"`
-	PaddedSlots  uint64  `json:"padded_slots"`
+	Batches     uint64 `json:"batches"`
+	RealSlots   uint64 `json:"real_slots"`
+	PaddedSlots uint64 `json:"padded_slots"`
+	// Tokens counts the real tokens of those requests; Rows the token rows
+	// the engine computed (padding included: equal to Tokens when packed).
+	Tokens       uint64  `json:"tokens"`
+	Rows         uint64  `json:"rows"`
 	FailedBatch  uint64  `json:"failed_batches,omitempty"`
 	Retries      uint64  `json:"retries,omitempty"`
 	DeadLetters  uint64  `json:"dead_letters,omitempty"`
@@ -141,8 +161,10 @@ func (w *Worker) Stats() Stats {
 	s := Stats{
 		Worker: w.o.id, Model: w.info.Name, Backend: w.model.Backend(), Parallel: w.o.parallel,
 		Batch: w.spec.Batch, Seq: w.spec.Seq, Synthetic: w.info.Synthetic,
+		Pad: string(w.o.padding), MaxBatch: w.limits.Seqs, MaxTokens: w.limits.Tokens,
 		Answered: w.m.ok.Load(), Errors: codes,
 		Batches: w.m.batches.Load(), RealSlots: w.m.realSlots.Load(), PaddedSlots: w.m.padded.Load(),
+		Tokens: w.m.tokens.Load(), Rows: w.m.rows.Load(),
 		FailedBatch: w.m.failed.Load(), Retries: w.m.retries.Load(), DeadLetters: w.m.deadLetter.Load(),
 		QueueDepth: w.m.depth.Load(),
 	}
@@ -163,7 +185,7 @@ func (w *Worker) statsLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := time.Now()
-	prevReal, prevBatches := w.m.realSlots.Load(), w.m.batches.Load()
+	prevReal, prevBatches, prevTokens := w.m.realSlots.Load(), w.m.batches.Load(), w.m.tokens.Load()
 	idle := false // an idle worker logs one zero line, then stays quiet
 	for {
 		select {
@@ -171,10 +193,10 @@ func (w *Worker) statsLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			depth := w.pollDepth(ctx)
-			realN, batches := w.m.realSlots.Load(), w.m.batches.Load()
+			realN, batches, tokens := w.m.realSlots.Load(), w.m.batches.Load(), w.m.tokens.Load()
 			dt := now.Sub(prev).Seconds()
-			dReal, dBatches := realN-prevReal, batches-prevBatches
-			prev, prevReal, prevBatches = now, realN, batches
+			dReal, dBatches, dTokens := realN-prevReal, batches-prevBatches, tokens-prevTokens
+			prev, prevReal, prevBatches, prevTokens = now, realN, batches, tokens
 			if w.o.statsEvery <= 0 {
 				continue
 			}
@@ -189,6 +211,7 @@ func (w *Worker) statsLoop(ctx context.Context) {
 			}
 			w.log.Info().
 				Float64("inferences_per_s", round2(float64(dReal)/dt)).
+				Float64("tokens_per_s", round2(float64(dTokens)/dt)).
 				Float64("batches_per_s", round2(float64(dBatches)/dt)).
 				Float64("mean_batch", round2(mean)).
 				Int64("queue", depth).
@@ -222,8 +245,8 @@ func (w *Worker) WriteMetrics(out io.Writer) {
 		fmt.Fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s{%s} %d\n", name, help, name, name, base, v)
 	}
 	fmt.Fprintf(out, "# HELP bertq_worker_info The model a worker serves.\n# TYPE bertq_worker_info gauge\n")
-	fmt.Fprintf(out, "bertq_worker_info{%s,backend=%q,batch=\"%d\",seq=\"%d\",parallel=\"%d\",synthetic=\"%t\"} 1\n",
-		base, s.Backend, s.Batch, s.Seq, s.Parallel, s.Synthetic)
+	fmt.Fprintf(out, "bertq_worker_info{%s,backend=%q,batch=\"%d\",seq=\"%d\",parallel=\"%d\",synthetic=\"%t\",pad=%q,max_batch=\"%d\",max_tokens=\"%d\"} 1\n",
+		base, s.Backend, s.Batch, s.Seq, s.Parallel, s.Synthetic, s.Pad, s.MaxBatch, s.MaxTokens)
 	fmt.Fprintf(out, "# HELP bertq_worker_requests_total Requests answered, by outcome code (ok or a schemas error code).\n# TYPE bertq_worker_requests_total counter\n")
 	codes := w.m.codes()
 	if _, ok := codes[codeOK]; !ok {
@@ -240,6 +263,8 @@ func (w *Worker) WriteMetrics(out io.Writer) {
 	counter("bertq_worker_batches_total", "Batches run.", s.Batches)
 	counter("bertq_worker_real_slots_total", "Batch slots that held a request.", s.RealSlots)
 	counter("bertq_worker_padded_slots_total", "Batch slots padded with a dummy row (never answered).", s.PaddedSlots)
+	counter("bertq_worker_tokens_total", "Real (attended) tokens of the requests in those batches.", s.Tokens)
+	counter("bertq_worker_rows_total", "Token rows the engine computed, padding included (equal to tokens when packed).", s.Rows)
 	counter("bertq_worker_failed_batches_total", "Batches the engine failed to run.", s.FailedBatch)
 	counter("bertq_worker_retries_total", "Requests handed back for redelivery after a failed batch.", s.Retries)
 	counter("bertq_worker_dead_letters_total", "Requests moved to the dead-letter stream.", s.DeadLetters)

@@ -64,7 +64,10 @@ type options struct {
 	updateConsumer bool
 	// set records the consumer settings given explicitly: only those are
 	// compared with (or imposed on) the shared consumer.
-	set struct{ ackWait, maxDeliver, maxAckPending bool }
+	set      struct{ ackWait, maxDeliver, maxAckPending bool }
+	limits   engine.Limits
+	padding  Pad
+	prefetch int
 }
 
 func defaults() options {
@@ -82,6 +85,7 @@ func defaults() options {
 		retryDelay: time.Second,
 		statsEvery: time.Second,
 		pin:        true,
+		padding:    PadNone,
 	}
 }
 
@@ -99,8 +103,11 @@ func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l }
 // WithID names this worker in replies, logs and metrics (default host-pid).
 func WithID(id string) Option { return func(o *options) { o.id = id } }
 
-// WithFetchWait bounds how long a loop waits for its first request before
-// asking again; it is also the longest a drain waits (default 1 s).
+// WithFetchWait sets how long one pull request waits on the server for
+// requests before it ends and the worker sends another (default 1 s, at
+// least 1 s): idle workers ask this often, a pull lost with a failed server
+// is replaced within about this long, and a drain waits at most this long
+// for the pulls in flight.
 func WithFetchWait(d time.Duration) Option { return func(o *options) { o.fetchWait = d } }
 
 // WithAckWait sets the shared consumer's AckWait (default 30 s); batches that
@@ -119,7 +126,8 @@ func WithMaxDeliver(n int) Option {
 }
 
 // WithMaxAckPending sets the shared consumer's MaxAckPending (default the
-// larger of 1024 and 4 × parallel × batch). Shared like WithAckWait.
+// larger of 1024 and 4 × parallel × batch). Shared like WithAckWait. The pull
+// window stays within half of it.
 func WithMaxAckPending(n int) Option {
 	return func(o *options) { o.maxAckPending, o.set.maxAckPending = n, true }
 }
@@ -136,6 +144,37 @@ func WithRetryDelay(d time.Duration) Option { return func(o *options) { o.retryD
 // WithStatsInterval sets the throughput log period (default 1 s; ≤ 0 disables
 // the log line, not the metrics).
 func WithStatsInterval(d time.Duration) Option { return func(o *options) { o.statsEvery = d } }
+
+// Pad is how a batch is laid out for the engine.
+type Pad string
+
+// Pad values.
+const (
+	// PadNone packs each request's real tokens back to back (engine.Input
+	// with Lengths): no padding, no dummy rows.
+	PadNone Pad = "none"
+	// PadStatic is the seed's layout: every request padded to the compiled
+	// length, and a short batch filled with dummy rows up to the compiled
+	// batch.
+	PadStatic Pad = "static"
+)
+
+// WithPad picks the batch layout (default PadNone).
+func WithPad(p Pad) Option { return func(o *options) { o.padding = p } }
+
+// WithLimits bounds each batch: at most l.Seqs requests and, packed, l.Tokens
+// tokens (zero fields: the artifact's batch, and batch × seq). A loop blocks
+// for its first request, then takes what already waits while the next one
+// fits (engine.Limits.Admits).
+func WithLimits(l engine.Limits) Option { return func(o *options) { o.limits = l } }
+
+// WithPrefetch fixes how many requests may be on their way from the server
+// to the worker, beyond the batch waiting decoded for each loop. By default
+// the worker sizes it from its engine's measured speed: about 50 ms of work,
+// at least one batch per loop, so that a loop never waits on the network
+// between batches while a slow engine does not hoard requests other workers
+// could serve. Requests held this way are kept alive like the batch in hand.
+func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
 
 // WithPinning turns pinning on or off (default on). On, loop i's Runner is
 // pinned to the i-th CPU of WithCPUs' list (wrapping round), by default the

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,7 +123,9 @@ func directRun(t *testing.T, m engine.Model, pairs []goldenPair) [][]float32 {
 
 // TestWorkerRealModel serves the compiled tiny-fp32 model with 4 loops and
 // sends every golden pair at once, as text (JSON and msgpack) and
-// pre-tokenized: every reply equals a direct engine run of its own input.
+// pre-tokenized, once packed and once with --pad static: every reply equals a
+// direct engine run of its own input at the static shape, and the packed
+// replies equal the static ones, within 1e-5 (fp32).
 func TestWorkerRealModel(t *testing.T) {
 	path := tinyArtifact(t)
 	pairs, golden := loadGolden(t)
@@ -163,8 +166,29 @@ func TestWorkerRealModel(t *testing.T) {
 			}
 		}
 	}
-	rw := startWorker(t, e, m, info, worker.WithParallel(4))
+	static := serveGolden(t, e, m, info, pairs, want, worker.PadStatic)
+	packed := serveGolden(t, e, m, info, pairs, want, worker.PadNone)
+	if len(packed) != len(static) {
+		t.Fatalf("%d packed replies, %d static", len(packed), len(static))
+	}
+	worst := 0.0
+	for id, p := range packed {
+		for l := range p {
+			worst = max(worst, math.Abs(float64(p[l]-static[id][l])))
+		}
+	}
+	if worst > 1e-5 {
+		t.Errorf("packed replies differ from static ones by up to %g, want ≤ 1e-5", worst)
+	}
+	t.Logf("%d replies each way; packed vs static max |Δlogit| %.2g", len(packed), worst)
+}
 
+// serveGolden runs a worker with the given batch layout, sends every pair
+// twice (text and pre-tokenized) through the intake at once, checks each
+// reply against want, stops the worker, and returns the logits by request id.
+func serveGolden(t *testing.T, e *env, m engine.Model, info worker.Info, pairs []goldenPair, want [][]float32, pad worker.Pad) map[string][]float32 {
+	t.Helper()
+	rw := startWorker(t, e, m, info, worker.WithParallel(4), worker.WithPad(pad))
 	type result struct {
 		i   int
 		r   schemas.InferReply
@@ -197,35 +221,47 @@ func TestWorkerRealModel(t *testing.T) {
 			enc = schemas.Msgpack
 		}
 		wg.Add(2)
-		go send(i, enc, schemas.InferRequest{ID: fmt.Sprintf("text-%d", i), A: p.A, B: p.B})
-		go send(i, schemas.JSON, schemas.InferRequest{ID: fmt.Sprintf("ids-%d", i), InputIDs: p.InputIDs, TokenTypeIDs: p.TokenTypeIDs, AttentionMask: p.AttentionMask})
+		// Ids differ between runs (the stream de-duplicates); out keys do not.
+		go send(i, enc, schemas.InferRequest{ID: fmt.Sprintf("%s-text-%d", pad, i), A: p.A, B: p.B})
+		go send(i, schemas.JSON, schemas.InferRequest{ID: fmt.Sprintf("%s-ids-%d", pad, i), InputIDs: p.InputIDs, TokenTypeIDs: p.TokenTypeIDs, AttentionMask: p.AttentionMask})
 	}
 	wg.Wait()
 	close(results)
-	n := 0
+	out := map[string][]float32{}
+	tokens := 0
 	for res := range results {
-		n++
 		if res.err != nil {
-			t.Fatalf("pair %d: %v", res.i, res.err)
+			t.Fatalf("%s: pair %d: %v", pad, res.i, res.err)
 		}
 		r := res.r
 		if r.Error != nil || r.BatchSize < 1 || r.BatchSize > 4 || len(r.Logits) != 2 {
-			t.Fatalf("pair %d: reply %+v", res.i, r)
+			t.Fatalf("%s: pair %d: reply %+v", pad, res.i, r)
 		}
 		for l := range r.Logits {
 			if d := math.Abs(float64(r.Logits[l] - want[res.i][l])); d > 1e-5 {
-				t.Errorf("%s: logits %v, a direct run gives %v", r.ID, r.Logits, want[res.i])
+				t.Errorf("%s: %s: logits %v, a direct run gives %v", pad, r.ID, r.Logits, want[res.i])
 				break
 			}
 		}
 		idx := schemas.Argmax(want[res.i])
 		if r.LabelIndex != idx || r.Message != map[int]string{0: "not paraphrase", 1: "paraphrase"}[idx] {
-			t.Errorf("%s: label %d %q", r.ID, r.LabelIndex, r.Message)
+			t.Errorf("%s: %s: label %d %q", pad, r.ID, r.LabelIndex, r.Message)
+		}
+		out[strings.TrimPrefix(r.ID, string(pad)+"-")] = r.Logits
+		for _, v := range pairs[res.i].AttentionMask {
+			tokens += int(v)
 		}
 	}
-	s := rw.w.Stats()
-	if n != 2*len(pairs) || s.Answered != uint64(n) || s.RealSlots != uint64(n) || s.PaddedSlots != 4*s.Batches-uint64(n) {
-		t.Errorf("%d replies; stats %+v", n, s)
-	}
 	e.consumerIdle(t, "tiny")
+	rw.stop(t)
+	s := rw.w.Stats()
+	n := uint64(2 * len(pairs))
+	wantPadded, wantRows := 4*s.Batches-n, 4*128*s.Batches
+	if pad == worker.PadNone {
+		wantPadded, wantRows = 0, uint64(tokens)
+	}
+	if len(out) != int(n) || s.Answered != n || s.RealSlots != n || s.PaddedSlots != wantPadded || s.Tokens != uint64(tokens) || s.Rows != wantRows {
+		t.Errorf("%s: %d replies; stats %+v; want %d padded slots, %d tokens, %d rows", pad, len(out), s, wantPadded, tokens, wantRows)
+	}
+	return out
 }

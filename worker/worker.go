@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +40,13 @@ type Worker struct {
 	cons       jetstream.Consumer
 	maxDeliver int
 	ackWait    time.Duration
+
+	limits    engine.Limits
+	raw       chan jetstream.Msg // pulled, not yet decoded; closed when pulling has stopped
+	ready     chan *job          // decoded, for the loops; closed after raw is done
+	undecoded atomic.Int64       // messages queued in raw or being decoded
+	done      chan *answered     // computed batches on their way to the replier
+	leases    leases
 
 	m       metrics
 	started time.Time
@@ -76,7 +84,16 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 		return nil, fmt.Errorf("%w: parallel %d", ErrConfig, o.parallel)
 	case o.fetchWait <= 0 || o.ackWait <= 0:
 		return nil, fmt.Errorf("%w: fetch wait and ack wait must be positive", ErrConfig)
+	case o.padding != PadNone && o.padding != PadStatic:
+		return nil, fmt.Errorf("%w: pad %q: want %q or %q", ErrConfig, o.padding, PadNone, PadStatic)
+	case o.prefetch < 0:
+		return nil, fmt.Errorf("%w: prefetch %d", ErrConfig, o.prefetch)
 	}
+	limits, err := o.limits.Check(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	o.fetchWait = max(o.fetchWait, time.Second) // the shortest pull JetStream takes
 	pins, err := runnerCPUs(o)
 	if err != nil {
 		return nil, err
@@ -89,7 +106,7 @@ func New(nc *nats.Conn, model engine.Model, opts ...Option) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	w := &Worker{
-		nc: nc, js: js, model: model, spec: spec, info: info, o: o, pins: pins,
+		nc: nc, js: js, model: model, spec: spec, info: info, o: o, limits: limits, pins: pins,
 		shape: schemas.Shape{Seq: spec.Seq, VocabSize: info.VocabSize, TypeVocabSize: info.TypeVocabSize},
 		log:   o.log.With().Str("model", info.Name).Str("worker", o.id).Logger(),
 	}
@@ -274,8 +291,10 @@ func (w *Worker) consumer() (jetstream.Consumer, int, time.Duration) {
 	return w.cons, w.maxDeliver, w.ackWait
 }
 
-// Run serves until ctx is cancelled, then drains: loops stop fetching,
-// finish and ack the batch in hand, and Run returns.
+// Run serves until ctx is cancelled, then drains: it stops pulling, lets the
+// fetches in flight end (at most the fetch wait), answers and acks every
+// request it pulled, and returns. What it holds is bounded: the pull window
+// (see WithPrefetch), a batch waiting for each loop, and the batches in hand.
 func (w *Worker) Run(ctx context.Context) error {
 	if _, err := w.ensureConsumer(ctx); err != nil {
 		return err
@@ -300,88 +319,46 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer svc.Stop()
 	w.log.Info().Str("backend", w.model.Backend()).Int("parallel", w.o.parallel).Str("cpus", pinsText(w.pins)).
 		Int("batch", w.spec.Batch).Int("seq", w.spec.Seq).Bool("synthetic", w.info.Synthetic).
+		Str("pad", string(w.o.padding)).Int("max_batch", w.limits.Seqs).Int("max_tokens", w.limits.Tokens).
 		Str("consumer", schemas.WorkerDurable(w.info.Name)).Msg("worker serving")
 
 	statsDone := make(chan struct{})
 	statsCtx, stopStats := context.WithCancel(context.Background())
 	go func() { defer close(statsDone); w.statsLoop(statsCtx) }()
+	leasesDone := make(chan struct{})
+	go func() { defer close(leasesDone); w.renewLeases(statsCtx) }()
 
+	// The pipeline: the pull queues requests in raw, the decoder decodes them
+	// into ready, the loops batch and run them, the replier answers and acks;
+	// each stage ends after the one before it, so that a drain answers
+	// everything pulled.
+	// A batch waiting decoded for every loop; one more being decoded.
+	w.raw, w.ready = make(chan jetstream.Msg, w.limits.Seqs), make(chan *job, w.o.parallel*w.limits.Seqs)
+	w.done = make(chan *answered, 2*len(runners))
+	replied := make(chan struct{})
+	go func() { defer close(replied); w.replier() }()
+	go w.decoder()
+	go w.pull(ctx)
 	var wg sync.WaitGroup
-	for i, r := range runners {
+	for _, r := range runners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.loop(ctx, i, r)
+			w.loop(r)
 		}()
 	}
 	wg.Wait()
+	close(w.done)
+	<-replied
 	stopStats()
 	<-statsDone
-	// Acks and terms are fire-and-forget; make sure they left before returning.
+	<-leasesDone
+	// Replies and acks are buffered; make sure they left before returning.
 	if err := w.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		w.log.Warn().Err(err).Msg("flush after drain")
 	}
 	w.log.Info().Uint64("answered", w.m.ok.Load()).Msg("worker drained")
 	return nil
-}
-
-// loop is one batch loop with its own Runner and buffers.
-func (w *Worker) loop(ctx context.Context, idx int, r engine.Runner) {
-	b := newBatch(w.spec)
-	lastWarn := time.Time{}
-	for ctx.Err() == nil {
-		msgs, err := w.fetch(ctx)
-		if err != nil {
-			if time.Since(lastWarn) > 5*time.Second {
-				w.log.Warn().Err(err).Int("loop", idx).Msg("fetch failed; retrying")
-				lastWarn = time.Now()
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				if _, err := w.ensureConsumer(ctx); err != nil && ctx.Err() == nil {
-					w.log.Warn().Err(err).Msg("re-creating the consumer failed")
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
-		}
-		if len(msgs) > 0 {
-			w.process(r, b, msgs)
-		}
-	}
-}
-
-// fetch blocks (up to the fetch wait) for one request, then tops the batch up
-// with requests already queued, without waiting for more.
-func (w *Worker) fetch(ctx context.Context) ([]jetstream.Msg, error) {
-	cons, _, _ := w.consumer()
-	first, err := cons.Fetch(1, jetstream.FetchMaxWait(w.o.fetchWait))
-	if err != nil {
-		return nil, err
-	}
-	// Read the fetch out even when ctx ends meanwhile: a request delivered
-	// to this pull must be answered, not left to time out unacked.
-	msgs := make([]jetstream.Msg, 0, w.spec.Batch)
-	for m := range first.Messages() {
-		msgs = append(msgs, m)
-	}
-	if len(msgs) == 0 {
-		if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, err
-		}
-		return nil, nil
-	}
-	if w.spec.Batch > 1 && ctx.Err() == nil {
-		more, err := cons.FetchNoWait(w.spec.Batch - len(msgs))
-		if err == nil {
-			for m := range more.Messages() {
-				msgs = append(msgs, m)
-			}
-		}
-	}
-	return msgs, nil
 }
 
 // addService registers the worker micro service with a stats handler.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/broker"
+	"github.com/bertq/bertq/engine"
 	"github.com/bertq/bertq/internal/testbuf"
 	"github.com/bertq/bertq/schemas"
 	"github.com/bertq/bertq/tokenizer"
@@ -81,47 +82,83 @@ func TestWorkerAnswersViaIntake(t *testing.T) {
 }
 
 // TestWorkerBacklogBatches: requests queued while no worker runs are all
-// answered once one starts; one loop takes them 4, 4, then 2 (padded).
+// answered once one starts, in batches of at most 4; with --pad static every
+// batch is the seed's static shape, dummy rows filling the short ones, and
+// packed (the default) no batch has a dummy row or a padding token.
 func TestWorkerBacklogBatches(t *testing.T) {
-	e := newEnv(t, false)
-	f := newFake(4, 32)
-	inbox := nats.NewInbox()
-	sub, err := e.nc.SubscribeSync(inbox)
+	for _, pad := range []worker.Pad{worker.PadStatic, worker.PadNone} {
+		t.Run(string(pad), func(t *testing.T) {
+			e := newEnv(t, false)
+			f := newFake(4, 32)
+			inbox := nats.NewInbox()
+			sub, err := e.nc.SubscribeSync(inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens := 0
+			for i := 0; i < 10; i++ {
+				a := fmt.Sprintf("sentence number %d", i)
+				e.publishDirect(t, "fake", fmt.Sprintf("b%d", i), inbox, "", jsonReq(fmt.Sprintf("b%d", i), a, "other"))
+				tokens += realTokens(t, a, "other", 32)
+			}
+			rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1), worker.WithPad(pad))
+			msgs := collect(t, sub, 10, 10*time.Second)
+			seen := map[string]bool{}
+			for _, m := range msgs {
+				r := decodeReply(t, m).r
+				if r.Error != nil || r.BatchSize < 1 || r.BatchSize > 4 || r.BatchTokens < r.BatchSize {
+					t.Fatalf("reply %+v", r)
+				}
+				var i int
+				fmt.Sscanf(r.ID, "b%d", &i)
+				want := expectFake(t, fmt.Sprintf("sentence number %d", i), "other", 32)
+				if r.Logits[0] != want[0] || r.Logits[1] != want[1] {
+					t.Errorf("%s: logits %v, want %v", r.ID, r.Logits, want)
+				}
+				seen[r.ID] = true
+			}
+			if len(seen) != 10 {
+				t.Errorf("answered %d distinct ids", len(seen))
+			}
+			e.consumerIdle(t, "fake")
+			log, real, dummies := f.log(), 0, 0
+			for _, b := range log {
+				real += b.real
+				dummies += b.dummy
+				switch {
+				case b.real < 1 || b.real > 4:
+					t.Errorf("a batch of %d requests", b.real)
+				case pad == worker.PadStatic && (b.packed || b.real+b.dummy != 4 || b.rows != 4*32):
+					t.Errorf("--pad static ran %+v, want the static 4 × 32 shape filled with dummy rows", b)
+				case pad == worker.PadNone && (!b.packed || b.dummy != 0 || b.masked):
+					t.Errorf("packed ran %+v, want packed real rows only", b)
+				}
+			}
+			s := rw.w.Stats()
+			wantPadded, wantRows := uint64(4*len(log)-10), uint64(4*32*len(log))
+			if pad == worker.PadNone {
+				wantPadded, wantRows = 0, uint64(tokens)
+			}
+			if real != 10 || s.Answered != 10 || s.Batches != uint64(len(log)) || s.RealSlots != 10 ||
+				s.PaddedSlots != wantPadded || uint64(dummies) != wantPadded || s.Tokens != uint64(tokens) || s.Rows != wantRows {
+				t.Errorf("engine ran %+v; stats %+v; want %d padded slots, %d tokens, %d rows", log, s, wantPadded, tokens, wantRows)
+			}
+		})
+	}
+}
+
+// realTokens is the WordPiece length of a pair with its special tokens.
+func realTokens(t *testing.T, a, b string, seq int) int {
+	t.Helper()
+	enc, err := tokenizer.Default().EncodePair(a, b, seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The consumer must exist before the backlog for it to count as pending;
-	// a work-queue stream keeps the messages either way.
-	for i := 0; i < 10; i++ {
-		e.publishDirect(t, "fake", fmt.Sprintf("b%d", i), inbox, "", jsonReq(fmt.Sprintf("b%d", i), fmt.Sprintf("sentence number %d", i), "other"))
+	n := 0
+	for _, m := range enc.AttentionMask {
+		n += int(m)
 	}
-	rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1))
-	msgs := collect(t, sub, 10, 10*time.Second)
-	seen := map[string]bool{}
-	for _, m := range msgs {
-		r := decodeReply(t, m).r
-		if r.Error != nil {
-			t.Fatalf("reply %+v", r)
-		}
-		var i int
-		fmt.Sscanf(r.ID, "b%d", &i)
-		want := expectFake(t, fmt.Sprintf("sentence number %d", i), "other", 32)
-		if r.Logits[0] != want[0] || r.Logits[1] != want[1] {
-			t.Errorf("%s: logits %v, want %v", r.ID, r.Logits, want)
-		}
-		seen[r.ID] = true
-	}
-	if len(seen) != 10 {
-		t.Errorf("answered %d distinct ids", len(seen))
-	}
-	if got := f.realBatches(); fmt.Sprint(got) != "[4 4 2]" {
-		t.Errorf("real rows per batch %v, want [4 4 2]", got)
-	}
-	s := rw.w.Stats()
-	if s.Answered != 10 || s.Batches != 3 || s.RealSlots != 10 || s.PaddedSlots != 2 {
-		t.Errorf("stats %+v", s)
-	}
-	e.consumerIdle(t, "fake")
+	return n
 }
 
 // TestWorkerBurstParallel: 4 loops and a burst through the intake; every
@@ -170,14 +207,14 @@ func TestWorkerBurstParallel(t *testing.T) {
 		}
 	}
 	total := 0
-	for _, k := range f.realBatches() {
-		if k < 1 || k > 4 {
-			t.Errorf("a batch ran %d real rows", k)
+	for _, b := range f.log() {
+		if b.real < 1 || b.real > 4 || b.dummy != 0 || !b.packed {
+			t.Errorf("a batch ran %+v", b)
 		}
-		total += k
+		total += b.real
 	}
 	s := rw.w.Stats()
-	if total != n || s.Answered != n || s.RealSlots != n || s.PaddedSlots != 4*s.Batches-n {
+	if total != n || s.Answered != n || s.RealSlots != n || s.PaddedSlots != 0 || s.Rows != s.Tokens {
 		t.Errorf("engine saw %d real rows; stats %+v", total, s)
 	}
 	e.consumerIdle(t, "fake")
@@ -540,7 +577,10 @@ func TestWorkerMetricsAndService(t *testing.T) {
 		`bertq_worker_requests_total{model="fake",worker="test-worker",code="ok"} 1`,
 		`bertq_worker_requests_total{model="fake",worker="test-worker",code="missing_field"} 1`,
 		`bertq_worker_batches_total{model="fake",worker="test-worker"} 1`,
-		`bertq_worker_padded_slots_total{model="fake",worker="test-worker"} 3`,
+		`bertq_worker_padded_slots_total{model="fake",worker="test-worker"} 0`,
+		fmt.Sprintf(`bertq_worker_tokens_total{model="fake",worker="test-worker"} %d`, realTokens(t, "count me", "", 16)),
+		fmt.Sprintf(`bertq_worker_rows_total{model="fake",worker="test-worker"} %d`, realTokens(t, "count me", "", 16)),
+		`pad="none",max_batch="4",max_tokens="64"} 1`,
 		`bertq_worker_compute_ms_count{model="fake",worker="test-worker"} 1`,
 		`bertq_worker_compute_ms_bucket{model="fake",worker="test-worker",le="+Inf"} 1`,
 		"# TYPE bertq_worker_compute_ms histogram",
@@ -689,6 +729,113 @@ func newUnprovisioned(t *testing.T) *nats.Conn {
 	return nc
 }
 
+// TestWorkerPackedBurst: a burst of short requests against an artifact
+// compiled for batch 16 runs in packed batches larger than 4, never more than
+// --batch sequences or --max-tokens tokens, with no dummy row and no padding
+// token; every reply equals the fake engine's answer for its own input.
+func TestWorkerPackedBurst(t *testing.T) {
+	cases := []struct {
+		name   string
+		limits engine.Limits
+		min    int // the largest batch must exceed this
+	}{
+		{"artifact's batch", engine.Limits{}, 4},
+		{"--batch 8", engine.Limits{Seqs: 8}, 4},
+		{"--max-tokens 64", engine.Limits{Tokens: 64}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			f := newFake(16, 32)
+			f.delay = 20 * time.Millisecond // the burst queues up behind each batch
+			inbox := nats.NewInbox()
+			sub, err := e.nc.SubscribeSync(inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 60
+			for i := 0; i < n; i++ {
+				e.publishDirect(t, "fake", fmt.Sprintf("s%d", i), inbox, "", jsonReq(fmt.Sprintf("s%d", i), fmt.Sprintf("short %d", i), "pair"))
+			}
+			rw := startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1), worker.WithLimits(tc.limits))
+			for _, m := range collect(t, sub, n, 20*time.Second) {
+				r := decodeReply(t, m).r
+				var i int
+				fmt.Sscanf(r.ID, "s%d", &i)
+				want := expectFake(t, fmt.Sprintf("short %d", i), "pair", 32)
+				if r.Error != nil || r.Logits[0] != want[0] || r.Logits[1] != want[1] {
+					t.Errorf("%s: reply %+v, want logits %v", r.ID, r.Error, want)
+				}
+			}
+			e.consumerIdle(t, "fake")
+			seqs, tokens := rw.w.Stats().MaxBatch, rw.w.Stats().MaxTokens
+			largest := 0
+			for _, b := range f.log() {
+				largest = max(largest, b.real)
+				if !b.packed || b.dummy != 0 || b.masked || b.real > seqs || b.rows > tokens {
+					t.Errorf("batch %+v: want packed real rows only, ≤ %d sequences and ≤ %d tokens", b, seqs, tokens)
+				}
+			}
+			if largest <= tc.min {
+				t.Errorf("largest batch %d requests, want > %d (batches %v)", largest, tc.min, f.realBatches())
+			}
+			t.Logf("limits %d sequences / %d tokens: batches %v", seqs, tokens, f.realBatches())
+		})
+	}
+}
+
+// TestWorkerMaskHoles: a pre-tokenized request whose mask has holes keeps
+// its whole row and brings the batch a mask; trailing padding alone is
+// trimmed, and both answer as the static layout would.
+func TestWorkerMaskHoles(t *testing.T) {
+	e := newEnv(t, false)
+	f := newFake(4, 16)
+	f.delay = 50 * time.Millisecond
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int32, 16)
+	for i := range ids {
+		ids[i] = int32(2000 + i)
+	}
+	holes := []int32{1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}
+	trailing := []int32{1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	types := []int32{0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	body := func(id string, mask []int32) []byte {
+		b, _ := json.Marshal(map[string]any{"id": id, "input_ids": ids, "token_type_ids": types, "attention_mask": mask})
+		return b
+	}
+	// Queued before the worker starts, so that both share a batch.
+	e.publishDirect(t, "fake", "holes", inbox, "", body("holes", holes))
+	e.publishDirect(t, "fake", "trailing", inbox, "", body("trailing", trailing))
+	startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1))
+	for _, m := range collect(t, sub, 2, 10*time.Second) {
+		r := decodeReply(t, m).r
+		mask := map[string][]int32{"holes": holes, "trailing": trailing}[r.ID]
+		l0, l1 := fakeLogits(ids, types, mask)
+		if r.Error != nil || r.Logits[0] != l0 || r.Logits[1] != l1 {
+			t.Errorf("%s: reply %+v %v, want %v %v", r.ID, r.Error, r.Logits, l0, l1)
+		}
+	}
+	e.consumerIdle(t, "fake")
+	log := f.log()
+	rows := 0
+	for _, b := range log {
+		rows += b.rows
+		if !b.packed || b.dummy != 0 {
+			t.Errorf("batch %+v", b)
+		}
+		if b.real == 2 && (!b.masked || b.rows != 16+5) {
+			t.Errorf("shared batch %+v: want a mask and 16 + 5 rows", b)
+		}
+	}
+	if rows != 16+5 {
+		t.Errorf("the engine computed %d rows (batches %+v), want 16 for the row with holes and 5 for the trimmed one", rows, log)
+	}
+}
+
 // TestWorkerSharedConsumerSettings: the shared consumer keeps its settings.
 // A worker without explicit settings adopts them; one that asks for others is
 // refused; with WithUpdateConsumer it changes them, and a running worker
@@ -777,7 +924,10 @@ func TestWorkerPoisonRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Queued before the worker starts, the four arrive in one batch.
+	// Queued before the worker starts, they usually arrive in one batch; how
+	// they are split depends on when each was decoded, and does not matter:
+	// whatever batch the poison row is in fails, its batch-mates are re-run
+	// alone and answered.
 	texts := map[string]string{"p1": "a good sentence", "p2": "another good one", "p3": "this is poison", "p4": "the last good one"}
 	for _, id := range []string{"p1", "p2", "p3", "p4"} {
 		e.publishDirect(t, "fake", id, inbox, "", jsonReq(id, texts[id], ""))
@@ -792,8 +942,8 @@ func TestWorkerPoisonRow(t *testing.T) {
 			continue
 		}
 		want := expectFake(t, texts[r.ID], "", 16)
-		if r.Error != nil || r.Logits[0] != want[0] || r.Logits[1] != want[1] || r.BatchSize != 1 {
-			t.Errorf("%s: reply %+v, want logits %v computed alone", r.ID, r, want)
+		if r.Error != nil || r.Logits[0] != want[0] || r.Logits[1] != want[1] {
+			t.Errorf("%s: reply %+v, want logits %v", r.ID, r, want)
 		}
 	}
 	e.consumerIdle(t, "fake")
@@ -812,8 +962,64 @@ func TestWorkerPoisonRow(t *testing.T) {
 	if info.State.Msgs != 1 || dead.Header.Get(schemas.HeaderMsgID) != "p3" || !strings.Contains(dead.Header.Get(schemas.HeaderDeadReason), errPoison.Error()) {
 		t.Errorf("%d dead letters, the last %s %v", info.State.Msgs, dead.Data, dead.Header)
 	}
-	// Delivery 1: the batch of 4 fails, then p3 alone; delivery 2: p3 fails alone.
-	if s := rw.w.Stats(); s.Answered != 3 || s.DeadLetters != 1 || s.Retries != 1 || s.FailedBatch != 3 {
-		t.Errorf("stats %+v", s)
+	// Delivery 1: p3's batch fails, then (when it had batch-mates) p3 alone;
+	// delivery 2: p3 fails alone. Every failed run is counted, no good row
+	// ever failed.
+	s := rw.w.Stats()
+	failedRuns := f.calls.Load() - int64(len(f.log()))
+	if s.Answered != 3 || s.DeadLetters != 1 || s.Retries != 1 || (s.FailedBatch != 2 && s.FailedBatch != 3) || int64(s.FailedBatch) != failedRuns {
+		t.Errorf("stats %+v; the engine failed %d runs", s, failedRuns)
+	}
+	for _, b := range f.log() {
+		if b.real < 1 {
+			t.Errorf("a completed batch %+v", b)
+		}
+	}
+}
+
+// TestWorkerPullResize: under a steady stream a fast engine widens the pull
+// window (the next fetches are larger), and every request is still answered
+// exactly once and acked.
+func TestWorkerPullResize(t *testing.T) {
+	e := newEnv(t, false)
+	f := newFake(4, 16)
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetPendingLimits(-1, -1)
+	logs := &testbuf.Buffer{}
+	startWorker(t, e, f, fakeInfo("fake"), worker.WithParallel(1), worker.WithLogger(zerolog.New(logs)))
+	const n = 3000
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ { // about 2.5 s of traffic
+		m := nats.NewMsg(schemas.WorkSubject("fake"))
+		m.Data = jsonReq(fmt.Sprintf("r%d", i), "stream", "")
+		m.Header.Set(schemas.HeaderReplyTo, inbox)
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			<-js.PublishAsyncComplete()
+			time.Sleep(80 * time.Millisecond)
+		}
+	}
+	seen := map[string]int{}
+	for _, m := range collect(t, sub, n, 60*time.Second) {
+		seen[decodeReply(t, m).r.ID]++
+	}
+	e.consumerIdle(t, "fake")
+	if extra, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("a reply beyond the %d requests: %s", n, extra.Data)
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct ids answered of %d", len(seen), n)
+	}
+	if !strings.Contains(logs.String(), "pull window resized") {
+		t.Errorf("the pull window never followed the engine:\n%s", logs.String())
 	}
 }

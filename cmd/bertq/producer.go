@@ -25,6 +25,7 @@ func init() {
 			fs.IntVar(&f.clients, "clients", producer.DefaultClients, "concurrent clients")
 			fs.IntVar(&f.cycle, "cycle", producer.DefaultCycle, "requests each client sends, one after another")
 			fs.StringVar(&f.data, "data", "", "GLUE MRPC dev.tsv-layout file (default: the shipped sample)")
+			fs.StringVar(&f.lengths, "lengths", "", "traffic `file`: a lengths JSON (a_tokens, b_tokens); sends generated text of exactly those WordPiece lengths, in file order, instead of --data (no labels: accuracy means nothing)")
 			fs.DurationVar(&f.timeout, "timeout", producer.DefaultTimeout, "wait for each reply (with --collect or --wait: for all of them)")
 			fs.BoolVar(&f.direct, "direct", false, "publish into the JetStream work subject (PubAck receipt) instead of requesting via the intake")
 			fs.BoolVar(&f.msgpack, "msgpack", false, "encode requests as msgpack")
@@ -43,6 +44,7 @@ func init() {
 type producerFlags struct {
 	nats                           *natsFlags
 	model, data, collect, report   string
+	lengths                        string
 	clients, cycle, backlog        int
 	timeout, retry                 time.Duration
 	direct, msgpack, jsonOut, wait bool
@@ -69,12 +71,9 @@ func runProducer(ctx context.Context, e *env, f *producerFlags) error {
 			return err
 		}
 	}
-	pairs := producer.Sample()
-	if f.data != "" {
-		var err error
-		if pairs, err = producer.LoadTSV(f.data); err != nil {
-			return err
-		}
+	pairs, err := producerPairs(f, e.stderr)
+	if err != nil {
+		return err
 	}
 	enc := schemas.JSON
 	if f.msgpack {

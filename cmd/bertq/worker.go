@@ -24,7 +24,7 @@ import (
 func init() {
 	register(&command{
 		name:    "worker",
-		summary: "serve a compiled model from the JetStream queue, in static batches",
+		summary: "serve a compiled model from the JetStream queue, in packed (or static) batches",
 		setup: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			o := &workerFlags{}
 			o.nats = addNATSFlags(fs, "")
@@ -37,6 +37,10 @@ func init() {
 			fs.IntVar(&o.maxDeliver, "max-deliver", 0, "deliveries of a request before it is dead-lettered, on the shared consumer (default: the existing consumer's, else 5); differing needs --update-consumer")
 			fs.BoolVar(&o.updateConsumer, "update-consumer", false, "change the shared consumer's settings to --ack-wait/--max-deliver for every worker of the model")
 			fs.BoolVar(&o.jsonLog, "log-json", false, "log JSON lines instead of console text")
+			fs.StringVar(&o.pad, "pad", "none", "batch layout: none (packed real tokens) or static (each sequence padded to the compiled length, short batches filled with dummy rows)")
+			fs.IntVar(&o.limits.Seqs, "batch", 0, "most sequences per batch (default: the artifact's batch)")
+			fs.IntVar(&o.limits.Tokens, "max-tokens", 0, "most tokens per packed batch (default: batch × seq)")
+			fs.IntVar(&o.prefetch, "prefetch", 0, "requests on their way from the server ahead of the batch loops (default: sized to about 50 ms of the engine's measured speed)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return usagef("unexpected arguments %q", e.args)
@@ -51,9 +55,11 @@ type workerFlags struct {
 	nats                      *natsFlags
 	run                       *runFlags
 	model, cache, metrics, id string
-	maxDeliver                int
+	maxDeliver, prefetch      int
 	ackWait                   time.Duration
 	updateConsumer, jsonLog   bool
+	pad                       string
+	limits                    engine.Limits
 }
 
 // check checks the flags and returns the model name: --model, else the
@@ -74,6 +80,10 @@ func (o *workerFlags) check() (string, error) {
 		return "", usagef("--ack-wait and --max-deliver must be positive")
 	case o.updateConsumer && o.ackWait == 0 && o.maxDeliver == 0:
 		return "", usagef("--update-consumer goes with --ack-wait or --max-deliver")
+	case o.pad != string(worker.PadNone) && o.pad != string(worker.PadStatic):
+		return "", usagef("--pad %q: want none or static", o.pad)
+	case o.limits.Seqs < 0 || o.limits.Tokens < 0 || o.prefetch < 0:
+		return "", usagef("--batch, --max-tokens and --prefetch must be positive")
 	}
 	return name, nil
 }
@@ -86,7 +96,8 @@ func (o *workerFlags) options(base zerolog.Logger) ([]worker.Option, error) {
 		return nil, err
 	}
 	opts := []worker.Option{worker.WithParallel(o.run.parallel), worker.WithLogger(base), // the worker adds model and worker id
-		worker.WithPinning(pinned), worker.WithCPUs(cpus), worker.WithUpdateConsumer(o.updateConsumer)}
+		worker.WithPinning(pinned), worker.WithCPUs(cpus), worker.WithUpdateConsumer(o.updateConsumer),
+		worker.WithPad(worker.Pad(o.pad)), worker.WithLimits(o.limits), worker.WithPrefetch(o.prefetch)}
 	if o.ackWait > 0 {
 		opts = append(opts, worker.WithAckWait(o.ackWait))
 	}
