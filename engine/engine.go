@@ -37,7 +37,17 @@ type Options struct {
 	// RowsBucketed (a primitive per M rounded up); "" lets the backend pick
 	// the one that keeps its fastest implementation.
 	MatmulRows string
+	// GEMM says who computes the CPU matmuls: "" or GEMMAuto lets the
+	// backend use its own kernels where they beat the library's (oneDNN:
+	// int8 on AVX2-only CPUs), GEMMLibrary keeps the library's everywhere.
+	GEMM string
 }
+
+// GEMM values.
+const (
+	GEMMAuto    = "auto"
+	GEMMLibrary = "library"
+)
 
 // MatmulRows values.
 const (

@@ -26,6 +26,7 @@ func init() {
 			fs.IntVar(&o.limits.Seqs, "batch", 0, "most sequences per batch (default: the artifact's batch)")
 			fs.IntVar(&o.limits.Tokens, "max-tokens", 0, "most tokens per packed batch (default: batch × seq)")
 			fs.StringVar(&o.rows, "matmul-rows", "", "how CPU matmuls meet varying rows: runtime or bucketed (default: the backend's choice)")
+			fs.StringVar(&o.gemm, "gemm", "auto", "who computes the CPU matmuls: auto (bertq's own kernels where they are faster: int8 on AVX2-only CPUs) or library (oneDNN's everywhere)")
 			fs.BoolVar(&o.json, "json", false, "end the output with one line of JSON")
 			return func(ctx context.Context, e *env) error {
 				if err := o.check(e.args); err != nil {
@@ -39,7 +40,7 @@ func init() {
 
 type benchOptions struct {
 	run                *runFlags
-	lengths, pad, rows string
+	lengths, pad, rows, gemm string
 	limits             engine.Limits
 	seconds            float64
 	json               bool
@@ -67,7 +68,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	m, f, err := loadModelWith(o.run.artifact, o.run.device, engine.Options{MatmulRows: o.rows})
+	m, f, err := loadModelWith(o.run.artifact, o.run.device, engine.Options{MatmulRows: o.rows, GEMM: o.gemm})
 	if err != nil {
 		return err
 	}

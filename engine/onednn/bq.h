@@ -18,6 +18,10 @@ enum { BQ_F32 = 0, BQ_BF16 = 1, BQ_INT8 = 2 };
 enum { BQ_MM_AUTO = 0, BQ_MM_RUNTIME = 1, BQ_MM_BUCKET = 2 };
 #define BQ_BUCKET 16
 
+// Who computes the int8 matmuls: bertq's own AVX2 u8·s8 GEMM (gemm.h) where
+// oneDNN has only its AVX2 gemm:jit for them (auto), or oneDNN always.
+enum { BQ_GEMM_AUTO = 0, BQ_GEMM_ONEDNN = 1 };
+
 typedef struct {
     int max_tokens, max_seqs, max_len; // a batch's limits
     int H, NH, I, L;                   // hidden, heads, intermediate, layers
@@ -25,6 +29,7 @@ typedef struct {
     int act;                           // ACT_GELU_* (kernels.h)
     float eps;                         // LayerNorm epsilon
     int mm_mode;                       // BQ_MM_*
+    int gemm;                          // BQ_GEMM_*
 } bq_dims;
 
 // Forward modes: the forward, its encoder GEMMs alone (with their fused

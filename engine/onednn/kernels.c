@@ -23,6 +23,8 @@ static int avx2_supported(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+int k_avx2(void) { return avx2_supported(); }
+
 void k_set_simd(int on) { g_simd = on ? avx2_supported() : 0; }
 
 int k_simd(void) {

@@ -14,6 +14,8 @@
 // them) and the scalar ones; k_simd reports which run.
 void k_set_simd(int on);
 int k_simd(void);
+// k_avx2 reports whether the CPU has AVX2 and FMA, whatever k_set_simd chose.
+int k_avx2(void);
 
 // The activation variants, as bert.Activation names them.
 enum { ACT_GELU_ERF = 0, ACT_GELU_TANH = 1, ACT_GELU_CRUDE = 2 };

@@ -93,3 +93,50 @@ func TestKernelQuantize(t *testing.T) {
 		}
 	})
 }
+
+// gemm.h's u8·s8 kernel equals the exact product on every edge: rows not a
+// multiple of its 6-row tile, columns not a multiple of 16, K not a multiple
+// of 4 or above its 1024-byte K block (the blocks add up), and the extreme
+// pair-safe weights against u8 255.
+func TestKernelGEMMU8S8(t *testing.T) {
+	if !kernelAVX2() {
+		t.Skip("gemm.h's kernel needs AVX2; this CPU has none (the engine uses oneDNN's there)")
+	}
+	rng := rand.New(rand.NewSource(9))
+	extremes := [][2]int8{{-128, 0}, {0, -128}, {64, 64}, {127, 1}, {-64, -64}, {1, -127}}
+	for _, sh := range [][3]int{{1, 4, 16}, {5, 6, 17}, {6, 7, 15}, {7, 64, 1}, {13, 2050, 40}, {12, 1024, 48}, {19, 3000, 33}} {
+		M, K, N := sh[0], sh[1], sh[2]
+		a := make([]uint8, M*K)
+		for i := range a {
+			a[i] = uint8(rng.Intn(256))
+			if i%7 == 0 {
+				a[i] = 255
+			}
+		}
+		w := make([]int8, K*N)
+		for k := 0; k < K; k += 2 {
+			for n := 0; n < N; n++ {
+				p := [2]int8{int8(rng.Intn(129) - 64), int8(rng.Intn(129) - 64)}
+				if rng.Intn(4) == 0 {
+					p = extremes[rng.Intn(len(extremes))]
+				}
+				w[k*N+n] = p[0]
+				if k+1 < K {
+					w[(k+1)*N+n] = p[1]
+				}
+			}
+		}
+		got := gemmU8S8(a, w, M, K, N)
+		for m := 0; m < M; m++ {
+			for n := 0; n < N; n++ {
+				var want int32
+				for k := 0; k < K; k++ {
+					want += int32(a[m*K+k]) * int32(w[k*N+n])
+				}
+				if got[m*N+n] != want {
+					t.Fatalf("M %d K %d N %d: C[%d][%d] = %d, want %d", M, K, N, m, n, got[m*N+n], want)
+				}
+			}
+		}
+	}
+}

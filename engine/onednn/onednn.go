@@ -98,6 +98,16 @@ func weightType(p artifact.Precision) (C.int, error) {
 	return 0, fmt.Errorf("onednn: unsupported precision %q", p)
 }
 
+func gemmChoice(s string) (C.int, error) {
+	switch s {
+	case "", engine.GEMMAuto:
+		return C.BQ_GEMM_AUTO, nil
+	case engine.GEMMLibrary:
+		return C.BQ_GEMM_ONEDNN, nil
+	}
+	return 0, fmt.Errorf("onednn: gemm %q: want %s or %s", s, engine.GEMMAuto, engine.GEMMLibrary)
+}
+
 func matmulMode(s string) (C.int, error) {
 	switch s {
 	case "", "auto":
@@ -147,6 +157,10 @@ func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error)
 	if err != nil {
 		return nil, err
 	}
+	gemm, err := gemmChoice(opts.GEMM)
+	if err != nil {
+		return nil, err
+	}
 	for l := range w.Layers {
 		lw := &w.Layers[l]
 		for k, mt := range [4]*engine.Matrix{&lw.QKV, &lw.AttnOut, &lw.FFNIn, &lw.FFNOut} {
@@ -168,7 +182,7 @@ func (backend) Load(f *artifact.File, opts engine.Options) (engine.Model, error)
 	dims := C.bq_dims{
 		max_tokens: C.int(spec.Batch * spec.Seq), max_seqs: C.int(spec.Batch), max_len: C.int(spec.Seq),
 		H: C.int(c.HiddenSize), NH: C.int(c.NumHeads), I: C.int(c.IntermediateSize), L: C.int(c.NumLayers),
-		wtype: wt, act: act, eps: C.float(c.LayerNormEps), mm_mode: mode,
+		wtype: wt, act: act, eps: C.float(c.LayerNormEps), mm_mode: mode, gemm: gemm,
 	}
 	err = onThread(func() error {
 		var cm *C.bq_model

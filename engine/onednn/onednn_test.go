@@ -526,3 +526,43 @@ func BenchmarkForward(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*s.Batch)/b.Elapsed().Seconds(), "seq/s")
 }
+
+// The int8 matmuls give the same bits on bertq's own kernels (gemm.h) as on
+// oneDNN's: both sum the same exact s32 products, and everything around them
+// is shared. Auto picks the own kernels exactly where oneDNN has only its
+// AVX2 gemm:jit, and says so.
+func TestInt8GEMMsAgree(t *testing.T) {
+	c := small(bert.GELUExact)
+	rng := rand.New(rand.NewSource(12))
+	ins := []engine.Input{enginetest.RandomStatic(rng, c, 4, 24, true), randomPacked(rng, c, 4, 24), randomPacked(rng, c, 1, 24), randomPacked(rng, c, 3, 24)}
+	for _, rows := range []string{engine.RowsRuntime, engine.RowsBucketed} {
+		lib := enginetest.Load(t, Name, engine.Options{MatmulRows: rows, GEMM: engine.GEMMLibrary}, c, 4, 24, artifact.INT8, 60)
+		auto := enginetest.Load(t, Name, engine.Options{MatmulRows: rows}, c, 4, 24, artifact.INT8, 60)
+		ld, ad := model(lib).Describe(), model(auto).Describe()
+		own := strings.Count(ld, "gemm:jit") == 4 && kernelAVX2()
+		if strings.Contains(ld, "bertq:") || own != strings.Contains(ad, "qkv bertq:avx2_u8s8, attention output bertq:avx2_u8s8, ffn bertq:avx2_u8s8/bertq:avx2_u8s8") {
+			t.Errorf("%s: library %q, auto %q: want the own kernels in auto exactly where oneDNN has only gemm:jit", rows, ld, ad)
+		}
+		for i, in := range ins {
+			a, b := lib.Run(t, in), auto.Run(t, in)
+			for j := range a {
+				if a[j] != b[j] {
+					t.Fatalf("%s, batch %d: oneDNN %v, own %v", rows, i, a, b)
+				}
+			}
+		}
+		t.Logf("%s: own kernels %v: %d batches bit-identical", rows, own, len(ins))
+	}
+	path := filepath.Join(t.TempDir(), "m.bqa")
+	enginetest.WriteArtifact(t, path, c, 2, 8, artifact.INT8, 61)
+	f, err := artifact.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	be, _ := engine.Get(Name)
+	if m, err := be.Load(f, engine.Options{GEMM: "blas"}); err == nil {
+		m.Close()
+		t.Error("Load accepted gemm \"blas\"")
+	}
+}
