@@ -39,11 +39,11 @@ func init() {
 }
 
 type benchOptions struct {
-	run                *runFlags
+	run                      *runFlags
 	lengths, pad, rows, gemm string
-	limits             engine.Limits
-	seconds            float64
-	json               bool
+	limits                   engine.Limits
+	seconds                  float64
+	json                     bool
 }
 
 func (o benchOptions) check(args []string) error {
