@@ -9,7 +9,8 @@
 # Contenders (default: all): peer-static peer-b4 peer-b10 bf16-static
 # bf16-padded bf16-packed int8-static int8-padded int8-packed int8-packed-b10;
 # also bf16-packed-bucketed and int8-packed-bucketed (matmul primitives per
-# bucket of rows instead of one with a runtime M).
+# bucket of rows instead of one with a runtime M), and int8-static-onednn and
+# int8-packed-onednn (oneDNN's int8 matmuls where bertq would use its own).
 # "static" is batch 4 × seq 128 with every token real; "padded" and "packed"
 # run the MRPC dev lengths (testdata/mrpc-dev-lengths.json): padded to the
 # compiled 128 (--pad static) or packed (--pad none); the peer pads each batch
@@ -57,6 +58,8 @@ run_one() {
 	int8-packed-b10) "${b[@]}" --artifact "$(artifact int8 10)" --lengths "$LENGTHS" ;;
 	bf16-packed-bucketed) "${b[@]}" --artifact "$(artifact bf16 4)" --lengths "$LENGTHS" --matmul-rows bucketed ;;
 	int8-packed-bucketed) "${b[@]}" --artifact "$(artifact int8 4)" --lengths "$LENGTHS" --matmul-rows bucketed ;;
+	int8-static-onednn) "${b[@]}" --artifact "$(artifact int8 4)" --gemm library ;;
+	int8-packed-onednn) "${b[@]}" --artifact "$(artifact int8 4)" --lengths "$LENGTHS" --gemm library ;;
 	*) echo "peer-compare: unknown contender $1" >&2; exit 2 ;;
 	esac 2>/dev/null | grep '^{' | tail -n1
 }
@@ -107,6 +110,8 @@ console.log(`int8 packed / peer best (${peerBest ?? 'n/a'})  ${ratio('int8-packe
 console.log(`int8 packed b10 / peer best          ${ratio('int8-packed-b10', peerBest)}`);
 console.log(`runtime M / bucketed M, bf16 packed  ${ratio('bf16-packed', 'bf16-packed-bucketed')}`);
 console.log(`runtime M / bucketed M, int8 packed  ${ratio('int8-packed', 'int8-packed-bucketed')}`);
+console.log(`own / oneDNN int8 GEMMs, static      ${ratio('int8-static', 'int8-static-onednn')}`);
+console.log(`own / oneDNN int8 GEMMs, packed      ${ratio('int8-packed', 'int8-packed-onednn')}`);
 console.log(`bf16 static / peer static            ${ratio('bf16-static', 'peer-static')}`);
 console.log(`int8 static / peer static            ${ratio('int8-static', 'peer-static')}`);
 EOF
