@@ -8,7 +8,7 @@ import (
 	"github.com/bertq/bertq/artifact"
 	"github.com/bertq/bertq/engine"
 	_ "github.com/bertq/bertq/engine/gocpu"  // plain Go, always present
-	_ "github.com/bertq/bertq/engine/onednn" // AMX via oneDNN when built with cgo
+	_ "github.com/bertq/bertq/engine/onednn" // the CPU engine (oneDNN) when built with cgo
 )
 
 // loadModel opens an artifact and loads it on the chosen backend. The caller
