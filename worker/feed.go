@@ -47,18 +47,25 @@ func (w *Worker) admit(m jetstream.Msg) *job {
 
 // next blocks for the next request; ok is false once pulling has stopped and
 // every pulled request has been taken.
-func (w *Worker) next() (j *job, ok bool) {
+func (w *Worker) next() (*job, bool) { return w.await(nil) }
+
+// await returns the next decoded request: from the decoder, or decoded here
+// from what it has not reached. ok is false once pulling has stopped and
+// every pulled request has been taken, or when giveUp fires (nil: never).
+func (w *Worker) await(giveUp <-chan time.Time) (*job, bool) {
 	raw := w.raw
 	for {
 		select {
-		case j, ok = <-w.ready:
+		case j, ok := <-w.ready:
 			return j, ok
 		case m, open := <-raw:
 			if !open {
 				raw = nil // the decoder closes ready once it is done
-			} else if j = w.steal(m); j != nil {
+			} else if j := w.steal(m); j != nil {
 				return j, true
 			}
+		case <-giveUp:
+			return nil, false
 		}
 	}
 }
@@ -78,30 +85,8 @@ const stragglerWait = 200 * time.Microsecond
 // decoded, or decoded here, or the one the decoder is finishing.
 func (w *Worker) waiting() (*job, bool) {
 	raw := w.raw
-	var straggler <-chan time.Time
+poll:
 	for {
-		if straggler == nil {
-			select {
-			case j, ok := <-w.ready:
-				return j, ok
-			case m, open := <-raw:
-				if !open {
-					raw = nil
-				} else if j := w.steal(m); j != nil {
-					return j, true
-				}
-				continue
-			default:
-			}
-			if w.undecoded.Load() <= 0 {
-				return nil, false // nothing pulled is on its way to ready
-			}
-			t := time.NewTimer(stragglerWait)
-			defer t.Stop()
-			straggler = t.C
-		}
-		// The decoder is finishing one: park until it hands it over (or
-		// drops it, a bad request), rather than spin for a busy CPU.
 		select {
 		case j, ok := <-w.ready:
 			return j, ok
@@ -111,8 +96,16 @@ func (w *Worker) waiting() (*job, bool) {
 			} else if j := w.steal(m); j != nil {
 				return j, true
 			}
-		case <-straggler:
-			return nil, false
+		default:
+			break poll
 		}
 	}
+	if w.undecoded.Load() <= 0 {
+		return nil, false // nothing pulled is on its way to ready
+	}
+	// The decoder is finishing one: park until it hands it over (or drops
+	// it, a bad request), rather than spin for a busy CPU.
+	t := time.NewTimer(stragglerWait)
+	defer t.Stop()
+	return w.await(t.C)
 }

@@ -65,6 +65,9 @@ static const char *mm_name[MM_N] = {"qkv", "attention output", "ffn in", "ffn ou
 // per-layer vectors, in this order
 enum { V_QKVB, V_AOB, V_FIB, V_FOB, V_G1, V_B1, V_G2, V_B2, V_N };
 
+// bias_of is each matmul's bias vector.
+static const int bias_of[MM_N] = {V_QKVB, V_AOB, V_FIB, V_FOB};
+
 struct bq_model {
     bq_dims d;
     int D, compute, mm_mode;
@@ -589,7 +592,11 @@ static char *get_plan(bq_runner *r, int64_t T, int bare, plan_t **out) {
         pl->made = 1;
     }
     if (bare && !m->own && !pl->bare[0] && (err = make_prims(m, pl->bare, pm, 0))) return err;
-    if (pl->M != M && (err = plan_views(r, pl, M))) return err;
+    // gemm.h reads the runner's buffers directly: no oneDNN views to remake.
+    if (m->own)
+        pl->M = M;
+    else if (pl->M != M && (err = plan_views(r, pl, M)))
+        return err;
     *out = pl;
     return NULL;
 }
@@ -634,7 +641,6 @@ char *bq_runner_create(bq_model *m, bq_runner **out) {
         err = errorf("oneDNN runner: creating a stream failed: %s", dnnl_status2str(s));
         goto fail;
     }
-    static const int bias_of[MM_N] = {V_QKVB, V_AOB, V_FIB, V_FOB};
     for (int l = 0; l < m->d.L && !m->own; l++)
         for (int k = 0; k < MM_N; k++) {
             size_t i = (size_t)l * MM_N + k;
@@ -704,7 +710,6 @@ static void pool(bq_runner *r, int nseq, const int32_t *lens) {
 
 // int8w gathers layer l's int8 epilogue operands for one matmul.
 static k_int8w int8w(const bq_model *m, int l, int kind) {
-    static const int bias_of[MM_N] = {V_QKVB, V_AOB, V_FIB, V_FOB};
     size_t off = (size_t)l * m->qstride + m->qoff[kind];
     return (k_int8w){.colsum = m->colsum + off, .ws = m->ws + off, .bias = layer_vec(m, l, bias_of[kind])};
 }
